@@ -1,0 +1,56 @@
+"""`raw_feedback` and its quarantine: the week's records, normalised to the contract."""
+
+import dagster as dg
+
+from assets.metadata import counts_table, frame_metadata, label_balance
+from assets.partitions import CALENDAR, feedback_weeks
+from resources.feedback_source import FeedbackSource
+
+CURATION = "curation"
+
+
+@dg.multi_asset(
+    outs={
+        "raw_feedback": dg.AssetOut(
+            description="Every valid record of the week in the feedback contract; edits and pairs expanded into desirable and undesirable rows.",
+            group_name=CURATION,
+        ),
+        "raw_feedback_quarantine": dg.AssetOut(
+            description="Records of the week that broke the contract, each with its reason and a preview of the input.",
+            group_name=CURATION,
+        ),
+    },
+    partitions_def=feedback_weeks,
+)
+def raw_feedback(context: dg.AssetExecutionContext, feedback_source: FeedbackSource):
+    """Reads every dump and keeps what belongs to this week (a dump may span weeks)."""
+    week = context.partition_key
+    dumps = feedback_source.list_dumps()
+    result = feedback_source.load(CALENDAR).for_week(week)
+    summary = result.summary()
+    context.log.info(f"week {week}: {summary['records_in']} records from {len(dumps)} dumps; {summary['records_kept']} kept, {summary['records_quarantined']} quarantined")
+
+    reasons = summary["quarantined_by_reason"]
+    counts = {k: summary[k] for k in ("records_in", "records_kept", "records_quarantined", "rows_out", "edits_expanded", "trivial_edits_skipped", "pairs_expanded")}
+    yield dg.MaterializeResult(
+        asset_key="raw_feedback",
+        value=result.rows,
+        metadata={
+            **counts,
+            **label_balance(result.rows["label"]),
+            "rows_by_signal": counts_table(result.rows["signal"].value_counts().sort_index().to_dict(), "signal"),
+            "quarantined_by_reason": counts_table(reasons, "reason", "records"),
+            "dumps_read": len(dumps),
+            "dump_location": feedback_source.location,
+            **frame_metadata(result.rows, ["row_id", "timestamp", "prompt", "completion", "label", "signal", "dump"]),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="raw_feedback_quarantine",
+        value=result.quarantine,
+        metadata={
+            **{f"quarantined/{reason}": n for reason, n in reasons.items()},
+            "quarantined_by_reason": counts_table(reasons, "reason", "records"),
+            **frame_metadata(result.quarantine, ["dump", "line", "reason", "detail", "raw"]),
+        },
+    )

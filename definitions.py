@@ -1,0 +1,38 @@
+"""The composition root: the one place the code location's Definitions are built.
+
+Deployment settings come from the environment, with defaults that run the bundled demo:
+  KTO_PIPELINE_DUMPS     folder or fsspec URL of the feedback dumps (default ./feedback_dumps)
+  KTO_PIPELINE_STORAGE   folder or URL the asset files go under (default $DAGSTER_HOME/warehouse,
+                         or ./.dagster_home/warehouse)
+  KTO_PIPELINE_START_DATE  the first feedback week (see assets/partitions.py)
+Everything else is resource config, editable in the Dagster UI's launchpad.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from assets.ingest import raw_feedback
+from assets.jobs import curate_job, retrain_job
+from assets.schedules import weekly_retrain_schedule
+from assets.sensors import feedback_dump_sensor
+from resources import FeedbackSource, ParquetIOManager
+
+
+def _default_storage() -> str:
+    home = os.environ.get("DAGSTER_HOME") or ".dagster_home"
+    return os.path.join(os.path.abspath(home), "warehouse")
+
+
+defs = dg.Definitions(
+    assets=[raw_feedback],
+    jobs=[curate_job, retrain_job],
+    schedules=[weekly_retrain_schedule],
+    sensors=[feedback_dump_sensor],
+    resources={
+        "io_manager": ParquetIOManager(base_path=os.environ.get("KTO_PIPELINE_STORAGE") or _default_storage()),
+        "feedback_source": FeedbackSource(location=os.environ.get("KTO_PIPELINE_DUMPS") or os.path.abspath("feedback_dumps")),
+    },
+)

@@ -1,0 +1,1 @@
+"""kto-pipeline: production thumbs and edits → curated weekly KTO fine-tunes."""

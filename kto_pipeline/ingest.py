@@ -1,0 +1,265 @@
+"""Dumps → normalised training rows and a quarantine, assigned to feedback weeks.
+
+Every input record ends in exactly one place: kept (as one row, or two for an edit or a
+pair) in the week of its timestamp, or quarantined with a reason. A record whose week cannot
+be read (a malformed line, a missing timestamp), or that falls before the first week, is
+quarantined in its dump's home week: the earliest week the dump's readable timestamps fall in. Records are processed in dump-name and
+line order, so the first occurrence of a duplicate is the one kept, on every rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from kto_pipeline.adapters import adapt
+from kto_pipeline.contract import (
+    QUARANTINE_DTYPES,
+    ROW_DTYPES,
+    SIGNAL_EDIT,
+    SIGNAL_EDIT_ORIGINAL,
+    SIGNAL_PAIR_CHOSEN,
+    SIGNAL_PAIR_REJECTED,
+    SIGNAL_THUMB,
+    SOURCE_PRODUCTION,
+    CanonicalRecord,
+    ContractError,
+    Reason,
+    content_hash,
+    frame_from_records,
+    is_missing,
+    metadata_json,
+    normalise_label,
+    normalise_messages,
+    optional_str,
+    parse_timestamp,
+    render_messages,
+)
+from kto_pipeline.dumps import DumpFile, read_dump, safe_preview
+from kto_pipeline.edits import is_trivial_edit
+from kto_pipeline.weeks import WeekCalendar
+
+_TIMESTAMP_KEYS = ("timestamp", "created_at", "start_time", "created", "time")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    format: str = "auto"
+    min_edit_distance: float = 0.02
+    max_text_chars: int = 100_000
+    calendar: WeekCalendar = field(default_factory=WeekCalendar)
+
+
+@dataclass
+class IngestResult:
+    rows: pd.DataFrame
+    quarantine: pd.DataFrame
+    records_in: Counter  # week → records read (kept + quarantined)
+    trivial_edits: Counter  # week → edits too small to become rows
+
+    def weeks(self) -> set[str]:
+        return set(self.records_in)
+
+    def for_week(self, week: str) -> IngestResult:
+        rows = self.rows[self.rows["week"] == week].reset_index(drop=True)
+        quarantine = self.quarantine[self.quarantine["week"] == week].reset_index(drop=True)
+        return IngestResult(rows, quarantine, Counter({week: self.records_in[week]}), Counter({week: self.trivial_edits[week]}))
+
+    def summary(self) -> dict[str, Any]:
+        """Counts a person checks first; records in = records kept + records quarantined."""
+        kept = int(self.rows[["dump", "line"]].drop_duplicates().shape[0])
+        signals = self.rows["signal"].value_counts()
+        return {
+            "records_in": int(sum(self.records_in.values())),
+            "records_kept": kept,
+            "records_quarantined": len(self.quarantine),
+            "rows_out": len(self.rows),
+            "desirable": int(self.rows["label"].sum()),
+            "undesirable": int((~self.rows["label"]).sum()),
+            "edits_expanded": int(signals.get(SIGNAL_EDIT, 0)),
+            "trivial_edits_skipped": int(sum(self.trivial_edits.values())),
+            "pairs_expanded": int(signals.get(SIGNAL_PAIR_CHOSEN, 0)),
+            "quarantined_by_reason": {str(k): int(v) for k, v in self.quarantine["reason"].value_counts().sort_index().items()},
+        }
+
+
+def _text(value: Any, missing: str, bad: str, what: str, max_chars: int) -> str:
+    if is_missing(value):
+        raise ContractError(missing, f"{what} is missing or empty")
+    if not isinstance(value, str):
+        raise ContractError(bad, f"{what} of type {type(value).__name__}, expected text")
+    if len(value) > max_chars:
+        raise ContractError(Reason.TEXT_TOO_LONG, f"{what} has {len(value)} characters (limit {max_chars})")
+    return value
+
+
+def _prompt(value: Any, max_chars: int) -> tuple[str, str | None]:
+    """(text, messages JSON or None) of a prompt given as text or chat messages."""
+    if isinstance(value, list):
+        if not value:
+            raise ContractError(Reason.MISSING_PROMPT, "prompt has no messages")
+        messages = normalise_messages(value, Reason.BAD_PROMPT)
+        text = render_messages(messages)
+        if not any(m["content"].strip() for m in messages):
+            raise ContractError(Reason.MISSING_PROMPT, "prompt messages are all empty")
+        if len(text) > max_chars:
+            raise ContractError(Reason.TEXT_TOO_LONG, f"prompt has {len(text)} characters (limit {max_chars})")
+        return text, json.dumps(messages, ensure_ascii=False)
+    return _text(value, Reason.MISSING_PROMPT, Reason.BAD_PROMPT, "prompt", max_chars), None
+
+
+def _training_rows(rec: CanonicalRecord, options: IngestOptions) -> tuple[list[tuple[str, bool, str]], bool]:
+    """[(completion, label, signal)] of a record, and whether it carried a trivial edit."""
+    limit = options.max_text_chars
+    if rec.kind == "pair":
+        chosen = _text(rec.completion, Reason.MISSING_COMPLETION, Reason.BAD_COMPLETION, "chosen", limit)
+        rejected = _text(rec.rejected, Reason.MISSING_COMPLETION, Reason.BAD_COMPLETION, "rejected", limit)
+        if chosen == rejected:
+            raise ContractError(Reason.BAD_COMPLETION, "chosen and rejected are the same text")
+        return [(chosen, True, SIGNAL_PAIR_CHOSEN), (rejected, False, SIGNAL_PAIR_REJECTED)], False
+    completion = _text(rec.completion, Reason.MISSING_COMPLETION, Reason.BAD_COMPLETION, "completion", limit)
+    edit = None
+    if not is_missing(rec.edited_completion):
+        edit = _text(rec.edited_completion, Reason.BAD_EDIT, Reason.BAD_EDIT, "edited_completion", limit)
+    label = None if is_missing(rec.label) else normalise_label(rec.label)
+    if edit is not None and not is_trivial_edit(completion, edit, options.min_edit_distance):
+        return [(edit, True, SIGNAL_EDIT), (completion, False, SIGNAL_EDIT_ORIGINAL)], False
+    if label is None:
+        detail = "no label and the edit is too small to count" if edit is not None else "label is missing"
+        raise ContractError(Reason.MISSING_LABEL, detail)
+    return [(completion, label, SIGNAL_THUMB)], edit is not None
+
+
+def _record_id(rec: CanonicalRecord, ts: pd.Timestamp) -> str:
+    explicit = optional_str(rec.id, "id")
+    if explicit is not None:
+        return explicit
+    return content_hash(
+        ts.isoformat(), rec.kind, rec.prompt, rec.completion, rec.rejected, rec.label,
+        rec.edited_completion, rec.user_id, rec.conversation_id,
+    )
+
+
+def _raw_timestamp(value: Any) -> pd.Timestamp | None:
+    """The record's timestamp when readable, for placing a quarantined record in its week."""
+    if not isinstance(value, dict):
+        return None
+    for key in _TIMESTAMP_KEYS:
+        if value.get(key) is not None:
+            try:
+                return parse_timestamp(value[key])
+            except ContractError:
+                return None
+    return None
+
+
+def _preview(value: Any) -> str:
+    return safe_preview(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def ingest(
+    dumps: Iterable[DumpFile],
+    options: IngestOptions | None = None,
+    storage_options: dict | None = None,
+) -> IngestResult:
+    options = options or IngestOptions()
+    cal = options.calendar
+    rows: list[dict] = []
+    quarantine: list[dict] = []
+    records_in: Counter = Counter()
+    trivial: Counter = Counter()
+    seen: dict[str, str] = {}
+
+    for dump in sorted(dumps, key=lambda d: d.name):
+        unplaced: list[dict] = []  # quarantine entries waiting for the dump's home week
+        weeks_seen: list[str] = []
+
+        def place(entry: dict, ts: pd.Timestamp | None) -> None:
+            entry["timestamp"] = ts
+            week = None if ts is None else cal.week_of(ts)
+            if week is None or week < cal.first_week:
+                if week is not None:
+                    entry.update(reason=Reason.BEFORE_START_DATE, detail=f"timestamp {ts.isoformat()} is before the first week {cal.first_week}")
+                unplaced.append(entry)
+                return
+            entry["week"] = week
+            weeks_seen.append(week)
+            quarantine.append(entry)
+            records_in[week] += 1
+
+        for raw in read_dump(dump, storage_options):
+            entry = {"dump": dump.name, "line": raw.line, "record_id": None, "timestamp": None}
+            if raw.reason is not None:
+                entry.update(reason=raw.reason, detail=raw.detail, raw=raw.raw)
+                place(entry, None)
+                continue
+            entry["raw"] = _preview(raw.value)
+            ts = _raw_timestamp(raw.value)
+            try:
+                rec = adapt(raw.value, options.format)
+                if is_missing(rec.timestamp):
+                    raise ContractError(Reason.MISSING_TIMESTAMP, "timestamp is missing")
+                ts = parse_timestamp(rec.timestamp)
+                if cal.week_of(ts) < cal.first_week:
+                    raise ContractError(Reason.BEFORE_START_DATE, "")  # `place` writes the detail
+                prompt, messages = _prompt(rec.prompt, options.max_text_chars)
+                out, trivial_edit = _training_rows(rec, options)
+                record_id = _record_id(rec, ts)
+                meta = {
+                    "conversation_id": optional_str(rec.conversation_id, "conversation_id"),
+                    "user_id": optional_str(rec.user_id, "user_id"),
+                    "model_version": optional_str(rec.model_version, "model_version"),
+                    "metadata": metadata_json(rec.metadata),
+                }
+                if record_id in seen:
+                    raise ContractError(Reason.DUPLICATE_RECORD, f"record id {record_id} already read at {seen[record_id]}")
+            except ContractError as exc:
+                entry.update(reason=exc.reason, detail=exc.detail)
+                place(entry, ts)
+                continue
+            seen[record_id] = f"{dump.name}:{raw.line}"
+            week = cal.week_of(ts)
+            weeks_seen.append(week)
+            records_in[week] += 1
+            if trivial_edit:
+                trivial[week] += 1
+            for completion, label, signal in out:
+                rows.append({
+                    "row_id": content_hash(record_id, signal), "record_id": record_id, "week": week,
+                    "timestamp": ts, "prompt": prompt, "prompt_messages": messages,
+                    "completion": completion, "label": label, "signal": signal,
+                    "source": SOURCE_PRODUCTION, **meta, "dump": dump.name, "line": raw.line,
+                })
+
+        if unplaced:
+            home = min(weeks_seen) if weeks_seen else _fallback_week(dump, cal)
+            for entry in unplaced:
+                entry["week"] = home
+                quarantine.append(entry)
+                records_in[home] += 1
+
+    return IngestResult(
+        frame_from_records(rows, ROW_DTYPES),
+        frame_from_records(sorted(quarantine, key=lambda e: (e["dump"], e["line"])), QUARANTINE_DTYPES),
+        records_in,
+        trivial,
+    )
+
+
+def _fallback_week(dump: DumpFile, cal: WeekCalendar) -> str:
+    """Home week of a dump with no readable timestamp at all: the week it was written."""
+    if dump.mtime is None:
+        return cal.first_week
+    week = cal.week_of(pd.Timestamp(dump.mtime, unit="s", tz="UTC"))
+    return max(week, cal.first_week)
+
+
+def weeks_touched(dump: DumpFile, options: IngestOptions | None = None, storage_options: dict | None = None) -> set[str]:
+    """The weeks whose rows or quarantine this dump contributes to."""
+    return ingest([dump], options, storage_options).weeks()
+

@@ -1,0 +1,6 @@
+"""Dagster resources of kto-pipeline: storage, IO manager, the feedback dump source."""
+
+from resources.feedback_source import FeedbackSource
+from resources.parquet_io import ParquetIOManager
+
+__all__ = ["FeedbackSource", "ParquetIOManager"]
