@@ -25,6 +25,7 @@ class DumpPlan:
     runs: dict[str, list[str]] = field(default_factory=dict)  # week → ["name@version", ...]
     cursor: dict = field(default_factory=dict)
     deferred: int = 0
+    unreadable: dict[str, str] = field(default_factory=dict)  # dump → error; retried next tick
 
 
 def plan_dump_runs(
@@ -36,20 +37,26 @@ def plan_dump_runs(
     """Which closed weeks to (re)curate for the dumps now at the location.
 
     A dump read before at the same version is not read again; its weeks that were open then
-    are requested once they close. A dump that disappeared is forgotten.
+    are requested once they close. A dump that disappeared is forgotten; one that cannot be
+    read (still uploading, corrupt) stays out of the cursor, so the next tick tries again.
     """
     old_versions: dict[str, str] = cursor.get("versions", {})
     old_deferred: dict[str, dict] = cursor.get("deferred", {})
     versions: dict[str, str] = {}
     deferred: dict[str, dict] = {}
     runs: dict[str, list[str]] = {}
+    unreadable: dict[str, str] = {}
 
     for dump in dumps:
-        versions[dump.name] = dump.version
         if old_versions.get(dump.name) == dump.version:
             weeks = set(old_deferred.get(dump.name, {}).get("weeks", []))
         else:
-            weeks = weeks_of(dump)
+            try:
+                weeks = weeks_of(dump)
+            except DumpReadError as exc:
+                unreadable[dump.name] = str(exc)
+                continue
+        versions[dump.name] = dump.version
         closed = {w for w in weeks if last_closed_week is not None and w <= last_closed_week}
         still_open = sorted(weeks - closed)
         if still_open:
@@ -61,6 +68,7 @@ def plan_dump_runs(
         runs={w: sorted(v) for w, v in sorted(runs.items())},
         cursor={"versions": versions, "deferred": deferred},
         deferred=sum(len(d["weeks"]) for d in deferred.values()),
+        unreadable=unreadable,
     )
 
 
@@ -86,6 +94,8 @@ def feedback_dump_sensor(context: dg.SensorEvaluationContext, feedback_source: F
         cursor,
         feedback_weeks.get_last_partition_key(),
     )
+    for name, error in plan.unreadable.items():
+        context.log.warning(f"skipping {name} this tick: {error}")
     requests = []
     for week, dump_versions in plan.runs.items():
         names = ", ".join(dump_versions)
