@@ -48,6 +48,8 @@ def _last_assistant(messages: list, reason: str) -> Any:
 
 def completion_value(value: Any, reason: str = Reason.BAD_COMPLETION) -> Any:
     """The response text out of the shapes exporters wrap it in (left for the contract to check)."""
+    if isinstance(value, dict) and ("lc" in value or "type" in value and "content" in value):
+        value = _langchain_message(value)
     if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value):
         return _last_assistant(value, reason)
     if isinstance(value, dict):
@@ -59,7 +61,8 @@ def completion_value(value: Any, reason: str = Reason.BAD_COMPLETION) -> Any:
             gens = value["generations"]
             first = gens[0][0] if gens and isinstance(gens[0], list) and gens[0] else (gens[0] if gens else None)
             if isinstance(first, dict):
-                return first.get("text")
+                text = first.get("text")
+                return text if text else completion_value(first.get("message"), reason)
         for key in _TEXT_KEYS:
             if key in value:
                 return completion_value(value[key], reason)
@@ -69,11 +72,40 @@ def completion_value(value: Any, reason: str = Reason.BAD_COMPLETION) -> Any:
     return value
 
 
+_LANGCHAIN_ROLES = {
+    "human": "user", "HumanMessage": "user", "ai": "assistant", "AIMessage": "assistant",
+    "system": "system", "SystemMessage": "system", "tool": "tool", "ToolMessage": "tool",
+}
+
+
+def _langchain_message(msg: Any) -> Any:
+    """LangChain's message shapes (serialised `{"lc": 1, "kwargs": …}` or `{"type": "human"}`)
+    → {role, content}; anything else is left for the contract to judge."""
+    if not isinstance(msg, dict) or "role" in msg:
+        return msg
+    if isinstance(msg.get("kwargs"), dict) and isinstance(msg.get("id"), list):
+        kind, content = msg["id"][-1], msg["kwargs"].get("content")
+    elif "type" in msg and "content" in msg:
+        kind, content = msg["type"], msg["content"]
+    else:
+        return msg
+    return {"role": _LANGCHAIN_ROLES.get(kind, str(kind)), "content": content}
+
+
+def chat_messages(messages: list) -> list:
+    # LangChain chat-model runs log a batch: [[message, ...]]; one conversation per run.
+    if len(messages) == 1 and isinstance(messages[0], list):
+        messages = messages[0]
+    return [_langchain_message(m) for m in messages]
+
+
 def prompt_value(value: Any) -> Any:
     """A prompt out of exporters' wrappers: text, a chat transcript, or a dict holding one."""
+    if isinstance(value, list):
+        return chat_messages(value)
     if isinstance(value, dict):
         if isinstance(value.get("messages"), list):
-            return value["messages"]
+            return chat_messages(value["messages"])
         for key in ("prompt", "input", "question", "query", "text", "content"):
             if key in value:
                 return prompt_value(value[key])

@@ -10,8 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -28,6 +29,7 @@ class Reason:
     MISSING_TIMESTAMP = "missing_timestamp"
     BAD_TIMESTAMP = "bad_timestamp"
     BEFORE_START_DATE = "before_start_date"
+    FUTURE_TIMESTAMP = "future_timestamp"
     MISSING_PROMPT = "missing_prompt"
     BAD_PROMPT = "bad_prompt"
     MISSING_COMPLETION = "missing_completion"
@@ -43,10 +45,11 @@ class Reason:
 class ContractError(ValueError):
     """A record violates the contract; `reason` is one of `Reason`."""
 
-    def __init__(self, reason: str, detail: str):
+    def __init__(self, reason: str, detail: str, record_id: str | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.record_id = record_id  # set when the record was identified before it failed
 
 
 # Signals: where a training row's label comes from.
@@ -119,12 +122,16 @@ def normalise_label(value: Any) -> bool:
             return True
         if key in _FALSE_LABELS:
             return False
+        if _NUMBER_TEXT.match(key):  # "1.0": pandas writes integer labels so when one is missing
+            return normalise_label(float(key))
         raise ContractError(Reason.BAD_LABEL, f"unrecognised label {value[:40]!r}")
     raise ContractError(Reason.BAD_LABEL, f"label of type {type(value).__name__}")
 
 
 # Epoch numbers above this are milliseconds (1e11 s is the year 5138).
 _EPOCH_MS_THRESHOLD = 1e11
+_NUMBER_TEXT = re.compile(r"^[+-]?\d+(\.\d*)?$")
+_EPOCH_TEXT = re.compile(r"^\s*-?\d{9,14}(\.\d+)?\s*$")
 
 
 def parse_timestamp(value: Any) -> pd.Timestamp:
@@ -135,6 +142,8 @@ def parse_timestamp(value: Any) -> pd.Timestamp:
     """
     if isinstance(value, bool) or value is None:
         raise ContractError(Reason.BAD_TIMESTAMP, f"timestamp of type {type(value).__name__}")
+    if isinstance(value, str) and _EPOCH_TEXT.match(value):
+        value = float(value)  # CSV cells are text: "1791277200" is epoch seconds
     try:
         if isinstance(value, (int, float)):
             if isinstance(value, float) and not math.isfinite(value):
@@ -245,17 +254,12 @@ class CanonicalRecord:
     metadata: Any = None
     kind: str = "feedback"
     rejected: Any = None  # for kind == "pair": `completion` is the chosen text
-    extra: dict = field(default_factory=dict)
 
 
 def content_hash(*parts: Any) -> str:
     """A stable 128-bit hex id of JSON-serialisable parts."""
     payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-def empty_frame(dtypes: dict[str, str]) -> pd.DataFrame:
-    return frame_from_records([], dtypes)
 
 
 def frame_from_records(records: list[dict], dtypes: dict[str, str]) -> pd.DataFrame:
@@ -267,7 +271,3 @@ def frame_from_records(records: list[dict], dtypes: dict[str, str]) -> pd.DataFr
         else:
             df[col] = df[col].astype(dtype)
     return df
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)

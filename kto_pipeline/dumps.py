@@ -11,6 +11,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -196,25 +197,31 @@ def _parse_json_record(n: int, chunk: str, cut: bool = False) -> RawRecord:
     return RawRecord(n, value=value)
 
 
+_WRAPPER_KEYS = ("data", "records", "items", "feedback", "traces", "runs", "rows")
+_WRAPPED_ARRAY = re.compile(r'^\s*\{.*?"(' + "|".join(_WRAPPER_KEYS) + r')"\s*:\s*\[', re.S)
+
+
 def _read_json(text: str, truncated: bool) -> Iterator[RawRecord]:
     """A JSON array of records, or an object holding one under a common key (exports wrap them).
 
     Elements are decoded one by one, so a file cut short still yields every whole record before
     the cut, and the rest becomes one quarantine entry.
     """
-    decoder = json.JSONDecoder()
     stripped = text.lstrip()
-    offset = len(text) - len(stripped)
     if not stripped:
         return
     if stripped[0] == "{":
         try:
             whole = json.loads(text)
         except json.JSONDecodeError as exc:
-            reason = Reason.TRUNCATED_FILE if truncated else Reason.MALFORMED_JSON
+            wrapped = _WRAPPED_ARRAY.match(text)
+            if wrapped:  # a wrapped array cut short: read it element by element
+                yield from _read_json_array(text, wrapped.end(), cut=truncated or not text.rstrip().endswith("}"))
+                return
+            reason = Reason.TRUNCATED_FILE if truncated or not text.rstrip().endswith("}") else Reason.MALFORMED_JSON
             yield RawRecord(1, reason=reason, detail=str(exc), raw=safe_preview(text))
             return
-        for key in ("data", "records", "items", "feedback", "traces", "runs", "rows"):
+        for key in _WRAPPER_KEYS:
             if isinstance(whole.get(key), list):
                 for n, value in enumerate(whole[key], start=1):
                     yield _checked(n, value)
@@ -224,13 +231,20 @@ def _read_json(text: str, truncated: bool) -> Iterator[RawRecord]:
     if stripped[0] != "[":
         yield RawRecord(1, reason=Reason.MALFORMED_JSON, detail="JSON dump must be an array or an object", raw=safe_preview(text))
         return
-    pos = offset + 1
+    yield from _read_json_array(text, len(text) - len(stripped) + 1, cut=truncated or not text.rstrip().endswith("]"))
+
+
+def _read_json_array(text: str, pos: int, cut: bool) -> Iterator[RawRecord]:
+    """Elements of the array whose first element starts at `pos`. `cut`: the text does not end
+    where a complete document would, so a failure at the tail is truncation, not bad JSON."""
+    decoder = json.JSONDecoder()
     n = 0
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
         if pos >= len(text):
-            yield RawRecord(n + 1, reason=Reason.TRUNCATED_FILE, detail="JSON array is not closed", raw="")
+            if cut:
+                yield RawRecord(n + 1, reason=Reason.TRUNCATED_FILE, detail="JSON array is not closed", raw="")
             return
         if text[pos] == "]":
             return
@@ -239,7 +253,7 @@ def _read_json(text: str, truncated: bool) -> Iterator[RawRecord]:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
             rest = text[pos:]
-            reason = Reason.TRUNCATED_FILE if truncated or "]" not in rest else Reason.MALFORMED_JSON
+            reason = Reason.TRUNCATED_FILE if cut else Reason.MALFORMED_JSON
             yield RawRecord(n, reason=reason, detail=f"{exc}; the rest of the array is unreadable", raw=safe_preview(rest))
             return
         yield _checked(n, value, text[pos:end])
@@ -270,9 +284,12 @@ def _read_csv(text: str, truncated: bool) -> Iterator[RawRecord]:
     header = [h.strip() for h in rows[0]]
     body = [row for row in rows[1:] if any(cell.strip() for cell in row)]
     cut_tail = truncated or not text.endswith(("\n", "\r"))
+    bad_header = any(_has_surrogates(h) for h in header)  # no row can be mapped to its fields
     for n, row in enumerate(body, start=1):
         raw = ",".join(row)
-        if len(row) != len(header):
+        if bad_header:
+            yield RawRecord(n, reason=Reason.BAD_UTF8, detail="the CSV header has invalid UTF-8 bytes", raw=safe_preview(raw))
+        elif len(row) != len(header):
             reason = Reason.TRUNCATED_FILE if cut_tail and n == len(body) and not error else Reason.MALFORMED_CSV
             yield RawRecord(n, reason=reason, detail=f"{len(row)} fields, header has {len(header)}", raw=safe_preview(raw))
         elif any(_has_surrogates(cell) for cell in row):

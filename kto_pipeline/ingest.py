@@ -2,8 +2,9 @@
 
 Every input record ends in exactly one place: kept (as one row, or two for an edit or a
 pair) in the week of its timestamp, or quarantined with a reason. A record whose week cannot
-be read (a malformed line, a missing timestamp), or that falls before the first week, is
-quarantined in its dump's home week: the earliest week the dump's readable timestamps fall in. Records are processed in dump-name and
+be read (a malformed line, a missing timestamp), that falls before the first week, or that is
+later than its dump was written, is quarantined in its dump's home week: the earliest week the
+dump's readable timestamps fall in. Records are processed in dump-name and
 line order, so the first occurrence of a duplicate is the one kept, on every rerun.
 """
 
@@ -45,6 +46,8 @@ from kto_pipeline.edits import is_trivial_edit
 from kto_pipeline.weeks import WeekCalendar
 
 _TIMESTAMP_KEYS = ("timestamp", "created_at", "start_time", "created", "time")
+# Clock skew allowed between the app that logged a record and the store that holds its dump.
+FUTURE_TOLERANCE = pd.Timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -135,14 +138,13 @@ def _training_rows(rec: CanonicalRecord, options: IngestOptions) -> tuple[list[t
     return [(completion, label, SIGNAL_THUMB)], edit is not None
 
 
-def _record_id(rec: CanonicalRecord, ts: pd.Timestamp) -> str:
+def _record_id(rec: CanonicalRecord, ts: pd.Timestamp, content: tuple) -> str:
+    """The record's own id, or a hash of its normalised content: the same feedback gets the
+    same id whatever format it arrived in (a CSV "true" and a JSON true are one record)."""
     explicit = optional_str(rec.id, "id")
     if explicit is not None:
         return explicit
-    return content_hash(
-        ts.isoformat(), rec.kind, rec.prompt, rec.completion, rec.rejected, rec.label,
-        rec.edited_completion, rec.user_id, rec.conversation_id,
-    )
+    return content_hash(ts.isoformat(), rec.kind, *content)
 
 
 def _raw_timestamp(value: Any) -> pd.Timestamp | None:
@@ -162,92 +164,93 @@ def _preview(value: Any) -> str:
     return safe_preview(json.dumps(value, ensure_ascii=False, default=str))
 
 
+@dataclass
+class _Collected:
+    rows: list[dict] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
+    records_in: Counter = field(default_factory=Counter)
+    trivial: Counter = field(default_factory=Counter)
+    seen: dict[str, str] = field(default_factory=dict)  # record id → where it was first read
+
+
+def _parse(value: dict, options: IngestOptions, seen: dict[str, str], not_after: pd.Timestamp | None) -> tuple[pd.Timestamp, str, list[dict], bool]:
+    """(timestamp, record id, training rows without lineage, trivial edit?) or ContractError."""
+    rec = adapt(value, options.format)
+    if is_missing(rec.timestamp):
+        raise ContractError(Reason.MISSING_TIMESTAMP, "timestamp is missing")
+    ts = parse_timestamp(rec.timestamp)
+    if options.calendar.week_of(ts) < options.calendar.first_week:
+        raise ContractError(Reason.BEFORE_START_DATE, f"timestamp {ts.isoformat()} is before the first week {options.calendar.first_week}")
+    if not_after is not None and ts > not_after:
+        # Its week may never close (the year 3000), so it would never be seen: say so now.
+        raise ContractError(Reason.FUTURE_TIMESTAMP, f"timestamp {ts.isoformat()} is after its dump was written ({not_after - FUTURE_TOLERANCE:%Y-%m-%d %H:%M} UTC)")
+    prompt, messages = _prompt(rec.prompt, options.max_text_chars)
+    out, trivial_edit = _training_rows(rec, options)
+    common = {
+        "timestamp": ts, "prompt": prompt, "prompt_messages": messages, "source": SOURCE_PRODUCTION,
+        "conversation_id": optional_str(rec.conversation_id, "conversation_id"),
+        "user_id": optional_str(rec.user_id, "user_id"),
+        "model_version": optional_str(rec.model_version, "model_version"),
+        "metadata": metadata_json(rec.metadata),
+    }
+    record_id = _record_id(rec, ts, (prompt, messages, out, common["user_id"], common["conversation_id"]))
+    common["record_id"] = record_id
+    if record_id in seen:
+        raise ContractError(Reason.DUPLICATE_RECORD, f"record {record_id} already read at {seen[record_id]}", record_id)
+    rows = [{**common, "row_id": content_hash(record_id, signal), "completion": text, "label": label, "signal": signal} for text, label, signal in out]
+    return ts, record_id, rows, trivial_edit
+
+
+def _ingest_dump(dump: DumpFile, options: IngestOptions, storage_options: dict | None, acc: _Collected) -> None:
+    cal = options.calendar
+    unplaced: list[dict] = []  # quarantine entries waiting for the dump's home week
+    weeks_seen: list[str] = []
+    not_after = None if dump.mtime is None else pd.Timestamp(dump.mtime, unit="s", tz="UTC") + FUTURE_TOLERANCE
+    for raw in read_dump(dump, storage_options):
+        entry = {"dump": dump.name, "line": raw.line, "record_id": None, "timestamp": None}
+        if raw.reason is not None:
+            entry.update(reason=raw.reason, detail=raw.detail, raw=raw.raw)
+            unplaced.append(entry)
+            continue
+        try:
+            ts, record_id, rows, trivial_edit = _parse(raw.value, options, acc.seen, not_after)
+        except ContractError as exc:
+            ts = _raw_timestamp(raw.value)
+            entry.update(reason=exc.reason, detail=exc.detail, raw=_preview(raw.value), timestamp=ts, record_id=exc.record_id)
+            week = None if ts is None else cal.week_of(ts)
+            if week is None or week < cal.first_week or exc.reason == Reason.FUTURE_TIMESTAMP:
+                unplaced.append(entry)
+            else:
+                weeks_seen.append(week)
+                acc.quarantine.append({**entry, "week": week})
+                acc.records_in[week] += 1
+            continue
+        acc.seen[record_id] = f"{dump.name}:{raw.line}"
+        week = cal.week_of(ts)
+        weeks_seen.append(week)
+        acc.records_in[week] += 1
+        acc.trivial[week] += int(trivial_edit)
+        acc.rows.extend({**row, "week": week, "dump": dump.name, "line": raw.line} for row in rows)
+    if unplaced:
+        home = min(weeks_seen) if weeks_seen else _fallback_week(dump, cal)
+        acc.quarantine.extend({**entry, "week": home} for entry in unplaced)
+        acc.records_in[home] += len(unplaced)
+
+
 def ingest(
     dumps: Iterable[DumpFile],
     options: IngestOptions | None = None,
     storage_options: dict | None = None,
 ) -> IngestResult:
     options = options or IngestOptions()
-    cal = options.calendar
-    rows: list[dict] = []
-    quarantine: list[dict] = []
-    records_in: Counter = Counter()
-    trivial: Counter = Counter()
-    seen: dict[str, str] = {}
-
+    acc = _Collected()
     for dump in sorted(dumps, key=lambda d: d.name):
-        unplaced: list[dict] = []  # quarantine entries waiting for the dump's home week
-        weeks_seen: list[str] = []
-
-        def place(entry: dict, ts: pd.Timestamp | None) -> None:
-            entry["timestamp"] = ts
-            week = None if ts is None else cal.week_of(ts)
-            if week is None or week < cal.first_week:
-                if week is not None:
-                    entry.update(reason=Reason.BEFORE_START_DATE, detail=f"timestamp {ts.isoformat()} is before the first week {cal.first_week}")
-                unplaced.append(entry)
-                return
-            entry["week"] = week
-            weeks_seen.append(week)
-            quarantine.append(entry)
-            records_in[week] += 1
-
-        for raw in read_dump(dump, storage_options):
-            entry = {"dump": dump.name, "line": raw.line, "record_id": None, "timestamp": None}
-            if raw.reason is not None:
-                entry.update(reason=raw.reason, detail=raw.detail, raw=raw.raw)
-                place(entry, None)
-                continue
-            entry["raw"] = _preview(raw.value)
-            ts = _raw_timestamp(raw.value)
-            try:
-                rec = adapt(raw.value, options.format)
-                if is_missing(rec.timestamp):
-                    raise ContractError(Reason.MISSING_TIMESTAMP, "timestamp is missing")
-                ts = parse_timestamp(rec.timestamp)
-                if cal.week_of(ts) < cal.first_week:
-                    raise ContractError(Reason.BEFORE_START_DATE, "")  # `place` writes the detail
-                prompt, messages = _prompt(rec.prompt, options.max_text_chars)
-                out, trivial_edit = _training_rows(rec, options)
-                record_id = _record_id(rec, ts)
-                meta = {
-                    "conversation_id": optional_str(rec.conversation_id, "conversation_id"),
-                    "user_id": optional_str(rec.user_id, "user_id"),
-                    "model_version": optional_str(rec.model_version, "model_version"),
-                    "metadata": metadata_json(rec.metadata),
-                }
-                if record_id in seen:
-                    raise ContractError(Reason.DUPLICATE_RECORD, f"record id {record_id} already read at {seen[record_id]}")
-            except ContractError as exc:
-                entry.update(reason=exc.reason, detail=exc.detail)
-                place(entry, ts)
-                continue
-            seen[record_id] = f"{dump.name}:{raw.line}"
-            week = cal.week_of(ts)
-            weeks_seen.append(week)
-            records_in[week] += 1
-            if trivial_edit:
-                trivial[week] += 1
-            for completion, label, signal in out:
-                rows.append({
-                    "row_id": content_hash(record_id, signal), "record_id": record_id, "week": week,
-                    "timestamp": ts, "prompt": prompt, "prompt_messages": messages,
-                    "completion": completion, "label": label, "signal": signal,
-                    "source": SOURCE_PRODUCTION, **meta, "dump": dump.name, "line": raw.line,
-                })
-
-        if unplaced:
-            home = min(weeks_seen) if weeks_seen else _fallback_week(dump, cal)
-            for entry in unplaced:
-                entry["week"] = home
-                quarantine.append(entry)
-                records_in[home] += 1
-
+        _ingest_dump(dump, options, storage_options, acc)
     return IngestResult(
-        frame_from_records(rows, ROW_DTYPES),
-        frame_from_records(sorted(quarantine, key=lambda e: (e["dump"], e["line"])), QUARANTINE_DTYPES),
-        records_in,
-        trivial,
+        frame_from_records(acc.rows, ROW_DTYPES),
+        frame_from_records(sorted(acc.quarantine, key=lambda e: (e["dump"], e["line"])), QUARANTINE_DTYPES),
+        +acc.records_in,
+        +acc.trivial,
     )
 
 

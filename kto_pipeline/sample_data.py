@@ -41,7 +41,7 @@ def _pii(rng: random.Random) -> tuple[str, str]:
         (f"My email is {first}.{rng.randint(10, 99)}@example.com.", "email"),
         (f"Call me at +1 415-555-{rng.randint(1000, 9999)}.", "phone"),
         (f"I'm {name}, card 4111 1111 1111 1111 was charged.", "credit_card"),
-        (f"My IBAN is DE89 3704 0044 0532 0130 00.", "iban"),
+        ("My IBAN is DE89 3704 0044 0532 0130 00.", "iban"),
         (f"The request came from 192.168.{rng.randint(0, 255)}.{rng.randint(1, 254)}.", "ip"),
         (f"My SSN is 536-22-{rng.randint(1000, 9999)} if you need it.", "ssn"),
     ]
