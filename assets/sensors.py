@@ -72,9 +72,16 @@ def plan_dump_runs(
     )
 
 
+_MAX_RUN_KEY_CHARS = 250
+
+
 def run_key(week: str, dump_versions: list[str]) -> str:
-    digest = hashlib.sha256("\n".join(sorted(dump_versions)).encode()).hexdigest()[:16]
-    return f"{week}:{digest}"
+    """`week:name@version,...`, readable in the UI; a digest of it when many dumps share a week."""
+    key = f"{week}:" + ",".join(sorted(dump_versions))
+    if len(key) <= _MAX_RUN_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{week}:{len(dump_versions)} dumps:{digest}"
 
 
 @dg.sensor(

@@ -66,6 +66,8 @@ def test_changed_dump_gives_a_new_run_with_a_new_run_key(tmp_path):
     second = _tick(tmp_path, first.cursor)
     assert [r.partition_key for r in second.run_requests] == [week]
     assert second.run_requests[0].run_key != first.run_requests[0].run_key
+    mtime = os.stat(dump).st_mtime
+    assert second.run_requests[0].run_key == f"{week}:feedback.jsonl@{mtime}-{dump.stat().st_size}"
     assert _tick(tmp_path, second.cursor).run_requests == []
 
 
@@ -140,3 +142,12 @@ def test_a_reset_cursor_replays_the_same_run_keys(tmp_path):
     first = _tick(tmp_path)
     replay = _tick(tmp_path, None)
     assert [r.run_key for r in first.run_requests] == [r.run_key for r in replay.run_requests]
+
+
+def test_run_key_stays_bounded_when_many_dumps_share_a_week():
+    from assets.sensors import run_key
+
+    many = [f"dump-{i:03d}.jsonl@{1761234567.5 + i}-{1000 + i}" for i in range(40)]
+    key = run_key("2026-11-09", many)
+    assert key.startswith("2026-11-09:40 dumps:") and len(key) < 60
+    assert key != run_key("2026-11-09", many[:-1] + ["dump-039.jsonl@changed"])
