@@ -15,10 +15,11 @@ import os
 import dagster as dg
 
 from assets.ingest import raw_feedback
+from assets.redact import redacted_feedback
 from assets.jobs import curate_job, retrain_job
 from assets.schedules import weekly_retrain_schedule
 from assets.sensors import feedback_dump_sensor
-from resources import FeedbackSource, ParquetIOManager
+from resources import FeedbackSource, ParquetIOManager, PiiRedactor
 
 
 def _default_storage() -> str:
@@ -27,12 +28,13 @@ def _default_storage() -> str:
 
 
 defs = dg.Definitions(
-    assets=[raw_feedback],
+    assets=[raw_feedback, redacted_feedback],
     jobs=[curate_job, retrain_job],
     schedules=[weekly_retrain_schedule],
     sensors=[feedback_dump_sensor],
     resources={
         "io_manager": ParquetIOManager(base_path=os.environ.get("KTO_PIPELINE_STORAGE") or _default_storage()),
         "feedback_source": FeedbackSource(location=os.environ.get("KTO_PIPELINE_DUMPS") or os.path.abspath("feedback_dumps")),
+        "pii": PiiRedactor(),
     },
 )

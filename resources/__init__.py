@@ -2,5 +2,6 @@
 
 from resources.feedback_source import FeedbackSource
 from resources.parquet_io import ParquetIOManager
+from resources.pii import PiiRedactor
 
-__all__ = ["FeedbackSource", "ParquetIOManager"]
+__all__ = ["FeedbackSource", "ParquetIOManager", "PiiRedactor"]
