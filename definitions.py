@@ -14,12 +14,13 @@ import os
 
 import dagster as dg
 
+from assets.dedup import deduplicated_feedback
 from assets.ingest import raw_feedback
 from assets.redact import redacted_feedback
 from assets.jobs import curate_job, retrain_job
 from assets.schedules import weekly_retrain_schedule
 from assets.sensors import feedback_dump_sensor
-from resources import FeedbackSource, ParquetIOManager, PiiRedactor
+from resources import DedupHistoryStore, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
 
 
 def _default_storage() -> str:
@@ -27,14 +28,18 @@ def _default_storage() -> str:
     return os.path.join(os.path.abspath(home), "warehouse")
 
 
+STORAGE = os.environ.get("KTO_PIPELINE_STORAGE") or _default_storage()
+
 defs = dg.Definitions(
-    assets=[raw_feedback, redacted_feedback],
+    assets=[raw_feedback, redacted_feedback, deduplicated_feedback],
     jobs=[curate_job, retrain_job],
     schedules=[weekly_retrain_schedule],
     sensors=[feedback_dump_sensor],
     resources={
-        "io_manager": ParquetIOManager(base_path=os.environ.get("KTO_PIPELINE_STORAGE") or _default_storage()),
+        "io_manager": ParquetIOManager(base_path=STORAGE),
         "feedback_source": FeedbackSource(location=os.environ.get("KTO_PIPELINE_DUMPS") or os.path.abspath("feedback_dumps")),
         "pii": PiiRedactor(),
+        "embedder": Embedder(),
+        "dedup_history": DedupHistoryStore(base_path=f"{STORAGE.rstrip('/')}/dedup_history"),
     },
 )

@@ -45,19 +45,31 @@ def _closed_weeks(dumps_location: str, calendar: WeekCalendar) -> list[str]:
     return sorted(w for w in weeks if w < current)
 
 
+_PLACEHOLDER = r"<[A-Z_]+_\d+>"
+
+
 def _week_summary(storage: Path, week: str) -> dict:
-    rows = pd.read_parquet(storage / "raw_feedback" / f"{week}.parquet")
-    quarantine = pd.read_parquet(storage / "raw_feedback_quarantine" / f"{week}.parquet")
+    """One line of the demo's table, read from what the week's assets wrote."""
+
+    def read(asset: str) -> pd.DataFrame | None:
+        path = storage / asset / f"{week}.parquet"
+        return pd.read_parquet(path) if path.exists() else None
+
+    rows, quarantine = read("raw_feedback"), read("raw_feedback_quarantine")
     kept = rows[["dump", "line"]].drop_duplicates().shape[0]
-    return {
-        "week": week,
-        "records_in": kept + len(quarantine),
-        "kept": kept,
-        "quarantined": len(quarantine),
-        "rows": len(rows),
-        "desirable": int(rows["label"].sum()),
-        "undesirable": int((~rows["label"]).sum()),
-    }
+    summary = {"week": week, "records_in": kept + len(quarantine), "quarantined": len(quarantine), "rows": len(rows)}
+    redacted = read("redacted_feedback")
+    if redacted is not None:
+        summary["pii_replaced"] = int(redacted["prompt"].str.count(_PLACEHOLDER).sum() + redacted["completion"].str.count(_PLACEHOLDER).sum())
+    final = rows
+    deduplicated = read("deduplicated_feedback")
+    if deduplicated is not None:
+        summary["duplicates_dropped"] = len(redacted) - len(deduplicated) if redacted is not None else None
+        final = deduplicated
+        summary["rows_kept"] = len(final)
+    summary["desirable"] = int(final["label"].sum())
+    summary["undesirable"] = int((~final["label"]).sum())
+    return summary
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -95,18 +107,15 @@ def demo(args: argparse.Namespace) -> int:
             return proc.returncode
         summary = _week_summary(storage, week)
         summaries.append(summary)
-        print(
-            f"    done in {time.monotonic() - started:.0f}s: {summary['records_in']} records → "
-            f"{summary['kept']} kept ({summary['rows']} rows: {summary['desirable']} desirable, "
-            f"{summary['undesirable']} undesirable), {summary['quarantined']} quarantined",
-            flush=True,
-        )
+        steps = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if k != "week")
+        print(f"    done in {time.monotonic() - started:.0f}s: {steps}", flush=True)
 
     print()
     print(pd.DataFrame(summaries).to_string(index=False))
     print()
     print(f"Results (Parquet per asset and week): {storage}")
     print(f"Quarantine with reasons:             {storage / 'raw_feedback_quarantine'}")
+    print(f"Duplicates removed, with reasons:    {storage / 'deduplicated_feedback_dropped'}")
     print(f"Run logs:                            {logs}")
     print("Open the UI:")
     print(f"    DAGSTER_HOME={home} KTO_PIPELINE_DUMPS={dumps} .venv/bin/dagster dev -w workspace.yaml")

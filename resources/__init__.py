@@ -1,7 +1,9 @@
 """Dagster resources of kto-pipeline: storage, IO manager, the feedback dump source."""
 
+from resources.dedup_history import DedupHistoryStore
+from resources.embedder import Embedder
 from resources.feedback_source import FeedbackSource
 from resources.parquet_io import ParquetIOManager
 from resources.pii import PiiRedactor
 
-__all__ = ["FeedbackSource", "ParquetIOManager", "PiiRedactor"]
+__all__ = ["DedupHistoryStore", "Embedder", "FeedbackSource", "ParquetIOManager", "PiiRedactor"]

