@@ -48,11 +48,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import time
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 
 import datasketch
 import numpy as np
@@ -209,7 +213,11 @@ def shingle_hashes(texts: Iterable[str], shingle_size: int, hash_seed: int = 0) 
             flat.append(h(b" ".join(ws) if ws else text.encode("utf-8", "surrogatepass"), hash_seed))
             lengths.append(1)
         else:
-            flat.extend([h(b" ".join(ws[i : i + k]), hash_seed) for i in range(n - k + 1)])
+            # Each shingle is a slice of the words joined once: the same bytes as joining
+            # its k words, without building them k times over.
+            joined = b" ".join(ws)
+            starts = list(accumulate((len(w) + 1 for w in ws), initial=0))
+            flat.extend([h(joined[starts[i] : starts[i + k] - 1], hash_seed) for i in range(n - k + 1)])
             lengths.append(n - k + 1)
     return flat, lengths
 
@@ -233,12 +241,17 @@ def signatures_from_hashes(
     values = _fmix32(np.asarray(flat, dtype=np.uint32))
     a, b = _permutations(num_perm, seed)
     out = np.empty((num_perm, n), dtype=np.uint32)
-    for s in range(0, n, chunk):
+
+    def fill(s: int) -> None:
         e = min(s + chunk, n)
         lo, hi = ends[s], ends[e]
         phv = a[:, None] * values[None, lo:hi]  # uint32 arithmetic wraps: the mod 2^32 of affine32
         phv += b[:, None]
         out[:, s:e] = np.minimum.reduceat(phv, ends[s:e] - lo, axis=1)
+
+    # numpy releases the GIL in these loops: chunks run on every core, each into its own columns.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        list(pool.map(fill, range(0, n, chunk)))
     return np.ascontiguousarray(out.T)
 
 
@@ -803,8 +816,19 @@ def deduplicate(
     history = _check_history(history, config, None if emb is None else emb.shape[1])
     info: dict = {"sketch": config.sketch, "history_rows": len(history or ())}
 
+    # (stage, start, end) on time.perf_counter(): for run metadata and the benchmarks.
+    stages: list[tuple[str, float, float]] = []
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages.append((name, mark, now))
+        mark = now
+
     _contradictions(hashes, labels, rows["record_id"].to_numpy(dtype=object), reason)
     _exact(hashes, labels, rank, row_ids, history, reason, dup_of)
+    lap("exact")
 
     alive = np.flatnonzero(reason == None)  # noqa: E711 - element-wise
     sig_p = np.zeros((n, config.num_perm), dtype=np.uint32)
@@ -822,6 +846,7 @@ def deduplicate(
         config.minhash_threshold, config.num_perm, config.lsh_weights
     )
     _near(sig_p, sig_c, labels, rank, row_ids, history, config, reason, dup_of)
+    lap("minhash")
 
     if emb is None:
         alive = np.flatnonzero(reason == None)  # noqa: E711
@@ -830,9 +855,12 @@ def deduplicate(
         emb[alive] = emb_alive
         if len(history) and history.dim != emb.shape[1]:
             raise ValueError(f"history embeddings have width {history.dim}, this week's have {emb.shape[1]}")
+        lap("embedding")
     info["embedding_dim"] = emb.shape[1]
     info["rows_embedded"] = int((reason == None).sum())  # noqa: E711
     info.update(_semantic(emb, labels, rank, row_ids, history, config, reason, dup_of))
+    lap("semdedup")
+    info["stages"] = stages
 
     kept_mask = reason == None  # noqa: E711
     kept = rows.loc[kept_mask].reset_index(drop=True)
@@ -991,10 +1019,9 @@ def _near(sig_p, sig_c, labels, rank, row_ids, history: DedupHistory, config: De
             continue
         # Keys: this week's row i → i; earlier weeks' row j → n + j.
         lsh = MinHashLSH(num_perm=config.num_perm, params=params)
-        for j in h_idx:
-            lsh.insert(n + int(j), _lean(h_sig[j], seed), check_duplication=False)
-        for i in cur:
-            lsh.insert(int(i), _lean(sig[i], seed), check_duplication=False)
+        if len(h_idx):
+            _insert_many(lsh, [n + int(j) for j in h_idx], h_sig[h_idx])
+        _insert_many(lsh, [int(i) for i in cur], sig[cur])
         hist_cands: dict[int, set[int]] = {}
         week_cands: dict[int, set[int]] = {}  # i → candidates j earlier than i
         for bucket in _shared_buckets(lsh):
@@ -1047,6 +1074,26 @@ def _near(sig_p, sig_c, labels, rank, row_ids, history: DedupHistory, config: De
             if root != i:
                 reason[i] = DedupReason.NEAR_DUPLICATE
                 dup_of[i] = row_ids[root]
+
+
+def _insert_many(lsh: MinHashLSH, keys: list, signatures: np.ndarray) -> None:
+    """`lsh.insert(key, MinHash)` for many rows at once: the same band keys (each band's
+    byte-swapped bytes, as MinHashLSH._byteswap makes them) into the same storages, but
+    computed for all rows in one numpy pass instead of one MinHash object per row."""
+    if lsh.hashfunc is not None or lsh.prepickle:
+        raise ValueError("bulk insertion supports MinHashLSH's default band keys only")
+    sigs = np.ascontiguousarray(signatures, dtype=np.uint32)
+    if sigs.shape[1] != lsh.h:
+        raise ValueError(f"expected signatures of {lsh.h} permutations, got {sigs.shape[1]}")
+    bands = []
+    for start, end in lsh.hashranges:
+        band = np.ascontiguousarray(sigs[:, start:end].byteswap())
+        bands.append(band.view(np.dtype((np.void, band.shape[1] * 4))).ravel().tolist())
+    for key, *band_keys in zip(keys, *bands, strict=True):
+        lsh.keys.insert(key, *band_keys)
+    for table, band_keys in zip(lsh.hashtables, bands, strict=True):
+        for key, band_key in zip(keys, band_keys, strict=True):
+            table.insert(band_key, key)
 
 
 def _shared_buckets(lsh: MinHashLSH):
