@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import psutil
 
 from benchmarks.corpus import make_rows
@@ -66,7 +65,7 @@ class MemorySampler:
         window = [rss for t, rss in self.samples if start <= t <= end]
         before = [rss for t, rss in self.samples if t <= start]
         base = before[-1] if before else (window[0] if window else 0)
-        return max(window, default=base) - base
+        return max(0, max(window, default=base) - base)
 
 
 @dataclass
@@ -246,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     report = {
-        "command": "python -m benchmarks.curation " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join([".venv/bin/python -m benchmarks.curation", *(sys.argv[1:] if argv is None else argv)]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
                    f"{psutil.virtual_memory().total / 2**30:.0f} GiB, cuda={torch.cuda.is_available()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -266,16 +266,15 @@ def redact(rows: pd.DataFrame, config: RedactionConfig | None = None) -> Redacti
     if rows.empty:
         return RedactionResult(out)
     groups = list(rows.groupby("record_id", sort=False).indices.values())
-    records: list[_Record] = []
-    for idx in groups:
-        first = rows.iloc[idx[0]]
-        messages = first["prompt_messages"]
-        records.append((first["prompt"], None if pd.isna(messages) else messages, list(rows["completion"].iloc[idx])))
-    results = _map_records(config, records)
-
     prompts = out["prompt"].to_numpy(dtype=object).copy()
     messages_col = out["prompt_messages"].to_numpy(dtype=object).copy()
     completions = out["completion"].to_numpy(dtype=object).copy()
+    records: list[_Record] = [
+        (prompts[idx[0]], None if pd.isna(messages_col[idx[0]]) else messages_col[idx[0]], completions[idx].tolist())
+        for idx in groups
+    ]
+    results = _map_records(config, records)
+
     found: Counter = Counter()
     with_pii = 0
     for idx, (prompt, messages, texts, counts) in zip(groups, results, strict=True):

@@ -601,3 +601,21 @@ def test_an_embedding_function_only_sees_rows_the_cheaper_stages_kept():
     assert seen == ["p1", "p3"]
     assert lazy.kept.equals(eager.kept) and lazy.counts == eager.counts
     assert np.array_equal(lazy.kept_embeddings, eager.kept_embeddings)
+
+
+def test_bulk_lsh_insertion_builds_the_same_index_as_minhashlsh_insert():
+    from datasketch import LeanMinHash, MinHashLSH
+
+    from kto_pipeline.dedup import MINHASH_SCHEME, _insert_many, lsh_params, minhash_signatures
+
+    texts = [" ".join(FORTY_WORDS[i:] + FORTY_WORDS[:i]) for i in range(0, 40, 3)] + ["yes", "no", "ok thanks"]
+    sigs = minhash_signatures(texts, 128, seed=1)
+    params = lsh_params(0.8, 128, (0.1, 0.9))
+    one_by_one, bulk = MinHashLSH(num_perm=128, params=params), MinHashLSH(num_perm=128, params=params)
+    for key, sig in enumerate(sigs):
+        one_by_one.insert(key, LeanMinHash(seed=1, hashvalues=sig, scheme=MINHASH_SCHEME))
+    _insert_many(bulk, list(range(len(sigs))), sigs)
+    for a, b in zip(one_by_one.hashtables, bulk.hashtables, strict=True):
+        assert {k: a.get(k) for k in a.keys()} == {k: b.get(k) for k in b.keys()}
+    query = LeanMinHash(seed=1, hashvalues=sigs[0], scheme=MINHASH_SCHEME)
+    assert sorted(one_by_one.query(query)) == sorted(bulk.query(query))
