@@ -1172,25 +1172,11 @@ def _spherical_kmeans(x: np.ndarray, k: int, config: DedupConfig) -> tuple[np.nd
     from sklearn.cluster import KMeans, MiniBatchKMeans
     from sklearn.exceptions import ConvergenceWarning
 
+    common = {"n_clusters": k, "n_init": 1, "random_state": config.seed, "max_iter": config.kmeans_max_iter, "init": config.kmeans_init}
     if len(x) > config.minibatch_kmeans_above:
-        model = MiniBatchKMeans(
-            n_clusters=k,
-            n_init=1,
-            random_state=config.seed,
-            max_iter=config.kmeans_max_iter,
-            init=config.kmeans_init,
-            batch_size=4096,
-        )
-        method = "MiniBatchKMeans"
+        model, method = MiniBatchKMeans(batch_size=4096, **common), "MiniBatchKMeans"
     else:
-        model = KMeans(
-            n_clusters=k,
-            n_init=1,
-            random_state=config.seed,
-            max_iter=config.kmeans_max_iter,
-            init=config.kmeans_init,
-        )
-        method = "KMeans"
+        model, method = KMeans(**common), "KMeans"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # fewer distinct points than k
         model.fit(x)
