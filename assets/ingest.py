@@ -26,7 +26,7 @@ def raw_feedback(context: dg.AssetExecutionContext, feedback_source: FeedbackSou
     """Reads every dump and keeps what belongs to this week (a dump may span weeks)."""
     week = context.partition_key
     dumps = feedback_source.list_dumps()
-    result = feedback_source.load(CALENDAR).for_week(week)
+    result = feedback_source.load(CALENDAR, dumps).for_week(week)
     summary = result.summary()
     context.log.info(f"week {week}: {summary['records_in']} records from {len(dumps)} dumps; {summary['records_kept']} kept, {summary['records_quarantined']} quarantined")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from kto_pipeline.dumps import list_dumps
-from kto_pipeline.ingest import IngestOptions, ingest
+from kto_pipeline.ingest import IngestOptions, ingest, records_kept
 from kto_pipeline.sample_data import SAMPLE_DIR, build_sample
 from kto_pipeline.weeks import WeekCalendar
 
@@ -56,7 +56,7 @@ def _week_summary(storage: Path, week: str) -> dict:
         return pd.read_parquet(path) if path.exists() else None
 
     rows, quarantine = read("raw_feedback"), read("raw_feedback_quarantine")
-    kept = rows[["dump", "line"]].drop_duplicates().shape[0]
+    kept = records_kept(rows)
     summary = {"week": week, "records_in": kept + len(quarantine), "quarantined": len(quarantine), "rows": len(rows)}
     redacted = read("redacted_feedback")
     if redacted is not None:

@@ -58,6 +58,11 @@ class IngestOptions:
     calendar: WeekCalendar = field(default_factory=WeekCalendar)
 
 
+def records_kept(rows: pd.DataFrame) -> int:
+    """Input records behind a frame of rows (an edit or a pair gives two rows, one record)."""
+    return int(rows[["dump", "line"]].drop_duplicates().shape[0])
+
+
 @dataclass
 class IngestResult:
     rows: pd.DataFrame
@@ -75,7 +80,7 @@ class IngestResult:
 
     def summary(self) -> dict[str, Any]:
         """Counts a person checks first; records in = records kept + records quarantined."""
-        kept = int(self.rows[["dump", "line"]].drop_duplicates().shape[0])
+        kept = records_kept(self.rows)
         signals = self.rows["signal"].value_counts()
         return {
             "records_in": int(sum(self.records_in.values())),

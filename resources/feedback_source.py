@@ -36,8 +36,9 @@ class FeedbackSource(dg.ConfigurableResource):
     def list_dumps(self) -> list[DumpFile]:
         return list_dumps(self.location, self.storage_options)
 
-    def load(self, calendar: WeekCalendar) -> IngestResult:
-        return ingest(self.list_dumps(), self.ingest_options(calendar), self.storage_options)
+    def load(self, calendar: WeekCalendar, dumps: list[DumpFile] | None = None) -> IngestResult:
+        """Every record of the dumps (default: all at the location), assigned to weeks."""
+        return ingest(self.list_dumps() if dumps is None else dumps, self.ingest_options(calendar), self.storage_options)
 
     def weeks_touched(self, dump: DumpFile, calendar: WeekCalendar) -> set[str]:
         return weeks_touched(dump, self.ingest_options(calendar), self.storage_options)

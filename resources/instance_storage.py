@@ -12,9 +12,6 @@ from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
-PG_ENV = ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")
-
-
 def postgres_url_from_env(env: Mapping[str, str] = os.environ) -> str | None:
     """The SQLAlchemy URL of the instance database, or None when DAGSTER_PG_HOST is not set.
 
