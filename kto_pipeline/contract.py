@@ -58,8 +58,11 @@ SIGNAL_EDIT = "edit"  # the user's edited text: desirable
 SIGNAL_EDIT_ORIGINAL = "edit_original"  # the text the user had to fix: undesirable
 SIGNAL_PAIR_CHOSEN = "pair_chosen"
 SIGNAL_PAIR_REJECTED = "pair_rejected"
+SIGNAL_SYNTHETIC_IMPROVED = "synthetic_improved"  # a teacher's better answer to a thumbs-down prompt: desirable
+SIGNAL_SYNTHETIC_DEGRADED = "synthetic_degraded"  # a teacher's deliberately flawed answer to a thumbs-up prompt: undesirable
 
 SOURCE_PRODUCTION = "production"
+SOURCE_SYNTHETIC = "synthetic"
 
 # Column order and dtypes of the normalised rows. Every later asset keeps these columns.
 ROW_DTYPES: dict[str, str] = {
