@@ -1,0 +1,78 @@
+"""The checkpoint folder format, and loading any model reference the pipeline passes around.
+
+A model reference is a string, as a user would give it: a hub name (`Qwen/Qwen2.5-0.5B`), a
+local model folder, or a checkpoint folder written by the trainer. A checkpoint folder
+follows Hugging Face conventions (a PEFT adapter or a full model, the tokenizer, a README.md
+model card) plus `kto_checkpoint.json`, which says what kind it is and what it came from:
+
+    {"kind": "lora" | "full", "base_model": "<name or path>", "init_from": "<ref or null>",
+     "weeks": [...], "global_step": N, ...}
+
+A LoRA checkpoint is always an adapter on top of `base_model` (a week that starts from last
+week's adapter keeps training that adapter), so loading it needs only the base and the folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "kto_checkpoint.json"
+
+
+def read_manifest(ref: str | Path) -> dict[str, Any] | None:
+    """The checkpoint manifest of `ref`, or None when `ref` is not a pipeline checkpoint."""
+    path = Path(ref) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
+    path = Path(folder) / MANIFEST
+    path.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    return path
+
+
+def base_model_of(ref: str | Path) -> str:
+    """The plain model a reference ultimately sits on (itself when it is not a LoRA checkpoint)."""
+    manifest = read_manifest(ref)
+    if manifest and manifest.get("kind") == "lora":
+        return str(manifest["base_model"])
+    return str(ref)
+
+
+def load_tokenizer(ref: str | Path):
+    from transformers import AutoTokenizer
+
+    folder = Path(ref)
+    source = ref if (folder / "tokenizer_config.json").is_file() or not folder.exists() else base_model_of(ref)
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(ref: str | Path, *, device: str | None = None, dtype: Any = None, trainable: bool = False):
+    """A causal LM for `ref`: a hub name or model folder, or a pipeline checkpoint.
+
+    A LoRA checkpoint comes back as a `PeftModel` (base + adapter, trainable when asked, so a
+    new week can keep training last week's adapter); a full checkpoint as a plain model.
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    manifest = read_manifest(ref)
+    if manifest and manifest.get("kind") == "lora":
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(str(manifest["base_model"]), **kwargs)
+        model = PeftModel.from_pretrained(base, str(ref), is_trainable=trainable)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(ref), **kwargs)
+    if device is not None:
+        model.to(device)
+    if not trainable:
+        model.eval()
+    return model
