@@ -2,8 +2,9 @@
 
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
+from resources.scorer import DeitaScorerResource
 from resources.feedback_source import FeedbackSource
 from resources.parquet_io import ParquetIOManager
 from resources.pii import PiiRedactor
 
-__all__ = ["DedupHistoryStore", "Embedder", "FeedbackSource", "ParquetIOManager", "PiiRedactor"]
+__all__ = ["DedupHistoryStore", "DeitaScorerResource", "Embedder", "FeedbackSource", "ParquetIOManager", "PiiRedactor"]

@@ -39,6 +39,14 @@ class DedupHistoryStore(dg.ConfigurableResource):
                 parts.append(DedupHistory.from_frame(pd.read_parquet(fh)))
         return (DedupHistory.concat(parts) if parts else None), weeks
 
+    def load_week(self, week: str) -> DedupHistory | None:
+        """What `week` itself kept (its rows' vectors feed DEITA's diversity pass), or None."""
+        path = self._path(week)
+        if not path.exists():
+            return None
+        with path.open("rb") as fh:
+            return DedupHistory.from_frame(pd.read_parquet(fh))
+
     def save(self, week: str, history: DedupHistory) -> str:
         path = self._path(week)
         path.parent.mkdir(parents=True, exist_ok=True)
