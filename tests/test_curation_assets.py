@@ -2,21 +2,34 @@
 
 import dagster as dg
 import pandas as pd
+import pytest
 
+from assets.balance import balanced_feedback
 from assets.dedup import deduplicated_feedback
 from assets.ingest import raw_feedback
 from assets.redact import redacted_feedback
+from assets.score import scored_feedback
 from kto_pipeline.sample_data import WEEKS
-from resources import DedupHistoryStore, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+from kto_pipeline.tiny_models import build_tiny_causal_lm
+from resources import DedupHistoryStore, DeitaScorerResource, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+
+CURATION_ASSETS = [raw_feedback, redacted_feedback, deduplicated_feedback, scored_feedback, balanced_feedback]
 
 
-def _resources(dumps, storage):
+@pytest.fixture(scope="module")
+def tiny_scorer(tmp_path_factory):
+    return str(build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "scorer"))
+
+
+def _resources(dumps, storage, scorer: str | None = None):
     return {
         "io_manager": ParquetIOManager(base_path=str(storage)),
         "feedback_source": FeedbackSource(location=str(dumps)),
         "pii": PiiRedactor(),
         "embedder": Embedder(),
         "dedup_history": DedupHistoryStore(base_path=str(storage / "dedup_history")),
+        "deita_scorer": DeitaScorerResource(backend="transformers", complexity_model=scorer, quality_model=scorer, device="cpu")
+        if scorer else DeitaScorerResource(),
     }
 
 
@@ -25,11 +38,11 @@ def _meta(result, key):
     return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
-def test_weeks_in_order_dedup_against_history_and_reruns_are_byte_identical(sample_dumps, tmp_path):
+def test_weeks_in_order_dedup_against_history_and_reruns_are_byte_identical(sample_dumps, tmp_path, tiny_scorer):
     storage = tmp_path / "warehouse"
-    resources = _resources(sample_dumps, storage)
+    resources = _resources(sample_dumps, storage, tiny_scorer)
     instance = dg.DagsterInstance.ephemeral()
-    assets = [raw_feedback, redacted_feedback, deduplicated_feedback]
+    assets = CURATION_ASSETS
     first_pass = {}
     for i, week in enumerate(WEEKS):
         result = dg.materialize(assets, partition_key=week, resources=resources, instance=instance)
@@ -45,13 +58,65 @@ def test_weeks_in_order_dedup_against_history_and_reruns_are_byte_identical(samp
         if i:
             assert dropped["reason"].str.endswith("_earlier_week").any()
         assert not set(kept["row_id"]) & set(dropped["row_id"])
-        first_pass[week] = (storage / "deduplicated_feedback" / f"{week}.parquet").read_bytes()
+
+        # Scoring: every deduplicated row is scored, then kept or dropped with a reason.
+        scored_meta = _meta(result, "scored_feedback")
+        scored = pd.read_parquet(storage / "scored_feedback" / f"{week}.parquet")
+        scored_dropped = pd.read_parquet(storage / "scored_feedback_dropped" / f"{week}.parquet")
+        assert len(kept) == len(scored) + len(scored_dropped) == scored_meta["rows_in"]
+        assert scored_meta["deita_scorer"].startswith("ran:")
+        assert scored["evol_score"].between(1.0, 36.0).all()
+        assert (scored["evol_score"] - scored["complexity"] * scored["quality"]).abs().max() < 1e-9
+        assert set(scored_dropped["reason"]) <= {"diversity", "over_budget", "below_score_floor"}
+
+        # Balance: training rows then held-out rows, in range, every row accounted for.
+        balanced = pd.read_parquet(storage / "balanced_feedback" / f"{week}.parquet")
+        downsampled = pd.read_parquet(storage / "balanced_feedback_dropped" / f"{week}.parquet")
+        assert len(scored) == len(balanced) + len(downsampled)
+        [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "class_ratio_in_range"]
+        assert check.passed
+        meta_b = _meta(result, "balanced_feedback")
+        train = balanced[balanced["split"] == "train"]
+        assert meta_b["desirable_weight"] * train["label"].sum() / (meta_b["undesirable_weight"] * (~train["label"]).sum()) == pytest.approx(meta_b["weighted_ratio"])
+        first_pass[week] = {name: (storage / name / f"{week}.parquet").read_bytes() for name in ("deduplicated_feedback", "scored_feedback", "balanced_feedback")}
 
     # Re-running earlier weeks after later ones changes nothing: a week only reads the weeks before it.
     for week in WEEKS[:2]:
         assert dg.materialize(assets, partition_key=week, resources=resources, instance=instance).success
-        assert (storage / "deduplicated_feedback" / f"{week}.parquet").read_bytes() == first_pass[week]
-    assert instance.get_materialized_partitions(dg.AssetKey("deduplicated_feedback")) == set(WEEKS)
+        for name, data in first_pass[week].items():
+            assert (storage / name / f"{week}.parquet").read_bytes() == data, name
+    assert instance.get_materialized_partitions(dg.AssetKey("balanced_feedback")) == set(WEEKS)
+
+
+def test_without_a_scorer_the_selection_still_runs_and_says_so(sample_dumps, tmp_path):
+    storage = tmp_path / "warehouse"
+    result = dg.materialize(CURATION_ASSETS, partition_key=WEEKS[0], resources=_resources(sample_dumps, storage))
+    assert result.success
+    meta = _meta(result, "scored_feedback")
+    assert meta["deita_scorer"].startswith("did not run")
+    assert meta["evol_score_mean"] == "not scored"
+    scored = pd.read_parquet(storage / "scored_feedback" / f"{WEEKS[0]}.parquet")
+    assert scored["evol_score"].isna().all() and len(scored) == meta["rows_kept"]
+
+
+def test_a_week_with_one_class_fails_the_ratio_check_and_names_the_missing_class(tmp_path):
+    from assets.balance import BalanceSettings
+
+    rows = pd.DataFrame({"row_id": [f"r{i}" for i in range(6)], "record_id": [f"c{i}" for i in range(6)], "label": [True] * 6, "prompt": ["p"] * 6, "completion": ["c"] * 6})
+    # Build the upstream file the IO manager will load, then run the asset alone.
+    (tmp_path / "scored_feedback").mkdir()
+    rows.to_parquet(tmp_path / "scored_feedback" / f"{WEEKS[0]}.parquet", index=False)
+    result = dg.materialize(
+        [balanced_feedback, dg.AssetSpec("scored_feedback", partitions_def=balanced_feedback.partitions_def).with_io_manager_key("io_manager")],
+        partition_key=WEEKS[0],
+        resources={"io_manager": ParquetIOManager(base_path=str(tmp_path))},
+        run_config=dg.RunConfig({"balanced_feedback": BalanceSettings(eval_fraction=0.0)}),
+        raise_on_error=False,
+    )
+    assert not result.success
+    [check] = result.get_asset_check_evaluations()
+    assert not check.passed
+    assert "no undesirable training rows" in check.metadata["detail"].value
 
 
 def test_no_row_survives_that_an_earlier_week_already_kept(sample_dumps, tmp_path):

@@ -18,8 +18,11 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
     dg.Definitions.validate_loadable(defs)
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert {"raw_feedback", "raw_feedback_quarantine", "redacted_feedback", "deduplicated_feedback", "deduplicated_feedback_dropped"} <= keys
-    assert {c.name for c in repo.asset_graph.asset_check_keys} == {"no_pii_left"}
+    assert {
+        "raw_feedback", "raw_feedback_quarantine", "redacted_feedback", "deduplicated_feedback", "deduplicated_feedback_dropped",
+        "scored_feedback", "scored_feedback_dropped", "balanced_feedback", "balanced_feedback_dropped",
+    } <= keys
+    assert {c.name for c in repo.asset_graph.asset_check_keys} >= {"no_pii_left", "class_ratio_in_range"}
     assert defs.get_job_def("retrain_job") and defs.get_job_def("curate_job")
     assert defs.get_schedule_def("weekly_retrain_schedule")
     assert defs.get_sensor_def("feedback_dump_sensor")
