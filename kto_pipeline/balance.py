@@ -182,6 +182,24 @@ def balance(rows: pd.DataFrame, config: BalanceConfig | None = None, week: str |
     return BalanceResult(out, dropped, weights, counts, info)
 
 
+def training_mix(parts: list[pd.DataFrame], seed: int = 0, week: str | None = None) -> pd.DataFrame:
+    """One training set from several frames (a window of weeks, synthetic rows), shuffled.
+
+    Each week's rows were shuffled on their own; appended frames would still put one week's
+    (or all synthetic) rows in the last blocks of an epoch that TRL walks in order, so the
+    union is put in row-id order and shuffled again with the seed and week.
+    """
+    parts = [p for p in parts if p is not None and len(p)]
+    if not parts:
+        return pd.DataFrame()
+    rows = pd.concat(parts, ignore_index=True)
+    if rows["row_id"].duplicated().any():
+        raise ValueError("a row appears twice in the training window")
+    rows = rows.sort_values("row_id", kind="stable").reset_index(drop=True)
+    order = np.random.default_rng(week_seed(seed, week)).permutation(len(rows))
+    return rows.iloc[order].reset_index(drop=True)
+
+
 def _downsample(train: pd.DataFrame, config: BalanceConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
     labels = train["label"].to_numpy(dtype=bool)
     n_d, n_u = int(labels.sum()), int((~labels).sum())

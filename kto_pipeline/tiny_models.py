@@ -63,7 +63,8 @@ class TinyModelSpec:
     corpus: tuple[str, ...] = field(default_factory=lambda: tuple(DEFAULT_CORPUS))
 
     def fingerprint(self) -> dict:
-        return asdict(self) | {"format": 1}
+        # JSON round trip: the marker file stores lists where the spec holds tuples.
+        return json.loads(json.dumps(asdict(self) | {"format": 1}, sort_keys=True))
 
 
 def build_tiny_tokenizer(spec: TinyModelSpec):

@@ -136,3 +136,18 @@ def test_bad_config_and_input_fail_clearly():
         balance(pd.concat([rows, rows]))
     with pytest.raises(ValueError, match="lack columns"):
         balance(rows.drop(columns=["record_id"]))
+
+
+def test_training_mix_shuffles_the_union_reproducibly_and_refuses_repeats():
+    from kto_pipeline.balance import training_mix
+
+    week_a, week_b, synthetic = make_rows(40, 40, prefix="a"), make_rows(40, 40, prefix="b"), make_rows(20, 0, prefix="s")
+    mixed = training_mix([week_a, week_b, synthetic], seed=0, week="2026-11-16")
+    assert sorted(mixed["row_id"]) == sorted(pd.concat([week_a, week_b, synthetic])["row_id"])
+    again = training_mix([synthetic, week_b, week_a], seed=0, week="2026-11-16")
+    assert mixed["row_id"].tolist() == again["row_id"].tolist()  # the order of the parts does not matter
+    # Synthetic rows are spread through the epoch, not left at its end.
+    positions = np.flatnonzero(mixed["row_id"].str.startswith("s").to_numpy())
+    assert positions.min() < len(mixed) / 4 and positions.max() > 3 * len(mixed) / 4
+    with pytest.raises(ValueError, match="twice"):
+        training_mix([week_a, week_a])
