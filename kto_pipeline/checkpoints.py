@@ -76,3 +76,10 @@ def load_causal_lm(ref: str | Path, *, device: str | None = None, dtype: Any = N
     if not trainable:
         model.eval()
     return model
+
+
+def collapse_of(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The collapse record of a checkpoint whose training collapsed (both rewards falling, or a
+    non-finite loss), else None. Such a checkpoint is never promoted nor built on."""
+    collapse = ((manifest or {}).get("health") or {}).get("collapse") or {}
+    return collapse if collapse.get("collapsed") else None

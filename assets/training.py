@@ -1,0 +1,203 @@
+"""`kto_checkpoint` (a week's KTO fine-tune, in the `gpu` pool, through Pipes) and `eval_report`
+(held-out metrics of the new checkpoint, the champion and the base; the promotion gate)."""
+
+import base64
+import os
+import re
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from assets.partitions import feedback_weeks
+from kto_pipeline.balance import SPLIT_EVAL, SPLIT_TRAIN, kto_class_weights, training_mix
+from kto_pipeline.checkpoints import collapse_of, read_manifest
+from kto_pipeline.evaluation import KTOWeights, PromotionPolicy, decide_promotion, evaluate_candidates, write_report
+from kto_pipeline.training import resolve_recipe
+from resources.trainer import KTOTrainerResource
+
+TRAINING = "training"
+NO_REGRESSION = "no_regression"
+
+# The most weeks a training window can reach back (the asset's upstream partition mapping is
+# fixed when the code location loads); `TrainingSettings.window_weeks` picks up to this many.
+MAX_WINDOW_WEEKS = int(os.environ.get("KTO_PIPELINE_MAX_WINDOW_WEEKS", "4"))
+
+
+def _window(weeks: int) -> dg.TimeWindowPartitionMapping:
+    return dg.TimeWindowPartitionMapping(start_offset=-(weeks - 1), end_offset=0, allow_nonexistent_upstream_partitions=True)
+
+
+class TrainingSettings(dg.Config):
+    window_weeks: int = Field(default=1, description=f"Train on the balanced and synthetic rows of the last K weeks (1..{MAX_WINDOW_WEEKS}); each week also starts from last week's checkpoint")
+    seed: int = Field(default=0, description="Shuffle seed of the combined training rows")
+    recipe: dict = Field(default_factory=dict, description="Recipe overrides for this run (on top of the trainer resource's)")
+
+
+def previous_week(week: str) -> str:
+    return (pd.Timestamp(week) - pd.Timedelta(weeks=1)).date().isoformat()
+
+
+def init_checkpoint(trainer: KTOTrainerResource, week: str) -> tuple[str | None, str]:
+    """Last week's checkpoint, unless its training collapsed (then the champion before this
+    week, else the base): a collapsed model is never built on."""
+    registry = trainer.registry()
+    prev = registry.checkpoint(previous_week(week))
+    if prev is not None:
+        if collapse_of(read_manifest(prev)) is None:
+            return str(prev), f"last week's checkpoint ({previous_week(week)})"
+    champion = registry.champion_before(week)
+    if champion is not None:
+        return champion.checkpoint, f"the champion ({champion.week}); last week's training " + ("collapsed" if prev is not None else "does not exist")
+    return None, "the base model (no earlier checkpoint)"
+
+
+@dg.asset(
+    partitions_def=feedback_weeks,
+    group_name=TRAINING,
+    pool="gpu",
+    ins={
+        "balanced_feedback": dg.AssetIn(partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}),
+        "synthetic_topup": dg.AssetIn(partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}),
+        "kto_checkpoint": dg.AssetIn(
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True),
+            dagster_type=dg.Nothing,
+        ),
+    },
+    description="A KTO fine-tune (TRL KTOTrainer; LoRA by default) on the window's training rows, starting from last week's checkpoint; a Hugging Face folder with a model card.",
+)
+def kto_checkpoint(
+    context: dg.AssetExecutionContext,
+    config: TrainingSettings,
+    balanced_feedback: dict[str, pd.DataFrame],
+    synthetic_topup: dict[str, pd.DataFrame],
+    trainer: KTOTrainerResource,
+):
+    week = context.partition_key
+    if not 1 <= config.window_weeks <= MAX_WINDOW_WEEKS:
+        raise dg.Failure(f"window_weeks must be in 1..{MAX_WINDOW_WEEKS}, got {config.window_weeks}")
+    window = sorted(balanced_feedback)[-config.window_weeks:]
+    if week not in window:
+        raise dg.Failure(f"balanced_feedback for {week} is missing: materialize the week's curation first")
+    real = [balanced_feedback[w][balanced_feedback[w]["split"] == SPLIT_TRAIN] for w in window]
+    synthetic = [synthetic_topup[w] for w in window if w in synthetic_topup]
+    train = training_mix(real + synthetic, seed=config.seed, week=week)
+    eval_rows = balanced_feedback[week][balanced_feedback[week]["split"] == SPLIT_EVAL]
+    if train.empty:
+        raise dg.Failure(f"no training rows in weeks {window}")
+    n_d = int(train["label"].sum())
+    weights = kto_class_weights(n_d, len(train) - n_d)
+    if not weights.in_range:
+        raise dg.Failure(f"the training window has {n_d} desirable and {len(train) - n_d} undesirable rows: KTO needs both")
+
+    registry = trainer.registry()
+    work_dir = registry.work_dir(week)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    train_path, eval_path = work_dir / "train_rows.parquet", work_dir / "eval_rows.parquet"
+    train.to_parquet(train_path, index=False)
+    eval_rows.to_parquet(eval_path, index=False)
+    init_from, init_note = init_checkpoint(trainer, week)
+    sources = train["source"].value_counts().to_dict() if "source" in train.columns else {}
+    context.log.info(f"week {week}: {len(train)} training rows from {window} ({sources}), λD={weights.desirable} λU={weights.undesirable}; starting from {init_note}")
+    spec = {
+        "train_rows": str(train_path),
+        "eval_rows": str(eval_path) if len(eval_rows) else None,
+        "base_model": trainer.base_model,
+        "init_from": init_from,
+        "output_dir": str(registry.checkpoint_dir(week)),
+        "work_dir": str(work_dir),
+        "desirable_weight": weights.desirable,
+        "undesirable_weight": weights.undesirable,
+        "recipe": dict(config.recipe),
+        "lineage": {"week": week, "weeks": window, "rows": len(train), "desirable": n_d, "undesirable": len(train) - n_d, "sources": sources, "init": init_note},
+    }
+    result = trainer.train(context, spec, work_dir)
+    return dg.MaterializeResult(
+        metadata={
+            **(result.metadata or {}),
+            "window": dg.MetadataValue.text(", ".join(window)),
+            "train_rows": len(train),
+            "eval_rows": len(eval_rows),
+            "desirable_weight": weights.desirable,
+            "undesirable_weight": weights.undesirable,
+            "started_from": dg.MetadataValue.text(init_note),
+        },
+        data_version=result.data_version,
+    )
+
+
+class EvalSettings(dg.Config):
+    metric: str = Field(default="reward_accuracy", description="The metric the promotion gate watches")
+    tolerance: float = Field(default=0.01, description="Largest drop against the champion that still promotes")
+    batch_size: int = Field(default=8, description="Held-out rows per forward pass (and per KL block, as in training)")
+
+
+def _inline_images(markdown: str, folder: Path) -> str:
+    """The report's PNG links as data URIs, so the Dagster UI shows the plots inline."""
+
+    def embed(match: re.Match) -> str:
+        path = folder / match.group(2)
+        if not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f"![{match.group(1)}](data:image/png;base64,{data})"
+
+    return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", embed, markdown)
+
+
+@dg.asset(
+    partitions_def=feedback_weeks,
+    group_name=TRAINING,
+    pool="gpu",
+    deps=[kto_checkpoint],
+    check_specs=[dg.AssetCheckSpec(NO_REGRESSION, asset="eval_report", blocking=True, description="The new checkpoint does not regress beyond the tolerance against the champion (or the base) and its training did not collapse; only then does it become the champion.")],
+    description="Held-out KTO metrics of the new checkpoint, the champion and the base, with plots; the promotion decision.",
+)
+def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balanced_feedback: pd.DataFrame, trainer: KTOTrainerResource):
+    week = context.partition_key
+    registry = trainer.registry()
+    candidate = registry.checkpoint(week)
+    if candidate is None:
+        raise dg.Failure(f"week {week} has no finished checkpoint under {registry.checkpoint_dir(week)}")
+    manifest = read_manifest(candidate) or {}
+    recipe = resolve_recipe(manifest.get("recipe"))
+    champion = registry.champion_before(week)
+    eval_rows = balanced_feedback[balanced_feedback["split"] == SPLIT_EVAL]
+    weights = KTOWeights(float(manifest.get("weights", {}).get("desirable", 1.0)), float(manifest.get("weights", {}).get("undesirable", 1.0)))
+    result = evaluate_candidates(
+        eval_rows, candidate=str(candidate), champion=champion.checkpoint if champion else None, base=trainer.base_model,
+        beta=recipe.beta, weights=weights, batch_size=config.batch_size, max_length=recipe.max_length, device=trainer.device, week=week,
+    )
+    collapse = collapse_of(manifest)
+    collapsed = collapse is not None
+    decision = decide_promotion(
+        result, PromotionPolicy(metric=config.metric, tolerance=config.tolerance),
+        collapsed=collapsed, collapse_reason=str(collapse.get("reason")) if collapse else None,
+    )
+    report_dir = registry.report_dir(week)
+    artifacts = write_report(result, decision, report_dir)
+    write_report(result, decision, candidate / "eval")  # the report travels with the checkpoint
+    if decision.promote:
+        registry.promote(week, {"metrics": result.models["candidate"].scalars(), "decision": decision.to_dict()})
+    else:
+        registry.withdraw(week)
+    context.log.info(f"week {week}: {'promoted' if decision.promote else 'not promoted'}; " + "; ".join(decision.reasons))
+    cand = result.models["candidate"].scalars()
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(_inline_images(artifacts.markdown, report_dir)),
+            "report_path": dg.MetadataValue.path(str(artifacts.markdown_path)),
+            "promoted": decision.promote,
+            "champion_before": dg.MetadataValue.text(champion.week if champion else "base model"),
+            "eval_rows": len(eval_rows),
+            **{f"candidate/{k}": dg.MetadataValue.float(float(v)) for k, v in cand.items() if isinstance(v, float)},
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=NO_REGRESSION,
+                passed=decision.promote,
+                metadata={"decision": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)), "collapsed": collapsed},
+            )
+        ],
+    )

@@ -1,0 +1,121 @@
+"""kto_checkpoint (through the Pipes training process) and eval_report (promotion gate), two weeks."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.partitions import feedback_weeks
+from assets.training import eval_report, kto_checkpoint
+from kto_pipeline.checkpoints import read_manifest
+from kto_pipeline.registry import ModelRegistry
+from kto_pipeline.tiny_models import build_tiny_causal_lm
+from resources import ParquetIOManager
+from resources.trainer import KTOTrainerResource
+
+WEEK1, WEEK2 = "2026-11-02", "2026-11-09"
+
+# Small, fast and learnable: a high learning rate and β on a tiny LoRA, a handful of steps.
+RECIPE = {
+    "learning_rate": 5e-3, "beta": 1.0, "lora_r": 8, "lora_alpha": 16, "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1, "max_steps": 12, "warmup_ratio": 0.0, "logging_steps": 2, "save_steps": 4,
+    "max_length": 64,
+}
+
+
+def week_rows(week: str, n: int, *, flip: bool = False, seed: int = 0) -> pd.DataFrame:
+    """A task a tiny model can pick up in a few steps: the desirable answer to "name a colour"
+    is a colour, the undesirable one a number."""
+    rng = np.random.default_rng(seed)
+    colours = ["red", "blue", "green", "yellow"]
+    rows = []
+    for i in range(n):
+        label = bool(i % 2)
+        completion = rng.choice(colours) if label else str(rng.integers(10, 99))
+        rows.append({
+            "row_id": f"{week}-{i:03d}", "record_id": f"{week}-{i:03d}", "week": week,
+            "prompt": f"name a colour ({i})", "prompt_messages": None, "completion": completion,
+            "label": (not label) if flip else label, "signal": "thumb", "source": "production",
+        })
+    frame = pd.DataFrame(rows)
+    frame["split"] = np.where(np.arange(n) < n - 16, "train", "eval")
+    # The held-out rows always carry the true labels: the gate judges against reality.
+    frame.loc[frame["split"] == "eval", "label"] = [bool(i % 2) for i in range(n - 16, n)]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    return str(build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "base"))
+
+
+def _materialize(storage, trainer, week, instance):
+    upstream = [
+        dg.AssetSpec(name, partitions_def=feedback_weeks).with_io_manager_key("io_manager")
+        for name in ("balanced_feedback", "synthetic_topup")
+    ]
+    return dg.materialize(
+        [kto_checkpoint, eval_report, *upstream],
+        selection=[kto_checkpoint, eval_report],
+        partition_key=week,
+        resources={"io_manager": ParquetIOManager(base_path=str(storage)), "trainer": trainer},
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def _meta(result, key):
+    [mat] = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
+    return {k: v.value for k, v in mat.materialization.metadata.items()}
+
+
+def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regression(tmp_path, tiny_base):
+    storage, models = tmp_path / "warehouse", tmp_path / "models"
+    (storage / "balanced_feedback").mkdir(parents=True)
+    week_rows(WEEK1, 64).to_parquet(storage / "balanced_feedback" / f"{WEEK1}.parquet", index=False)
+    # Week 2 is a planted regression: its training labels are flipped.
+    week_rows(WEEK2, 64, flip=True, seed=1).to_parquet(storage / "balanced_feedback" / f"{WEEK2}.parquet", index=False)
+    trainer = KTOTrainerResource(base_model=tiny_base, models_root=str(models), device="cpu", recipe=RECIPE, threads=1)
+    instance = dg.DagsterInstance.ephemeral()
+    registry = ModelRegistry(models)
+
+    first = _materialize(storage, trainer, WEEK1, instance)
+    assert first.success, [e.message for e in first.all_events if e.is_failure]
+    meta = _meta(first, "kto_checkpoint")
+    folder = registry.checkpoint_dir(WEEK1)
+    assert meta["checkpoint"] == str(folder)
+    assert meta["global_step"] == 12 and meta["kind"] == "lora" and meta["healthy"] is True
+    assert meta["started_from"].startswith("the base model")
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md", "kto_checkpoint.json"):
+        assert (folder / name).is_file(), name
+    card = (folder / "README.md").read_text()
+    assert WEEK1 in card and "kto" in card
+    # Pipes streamed the trainer's log lines into the run.
+    messages = [entry.user_message for entry in instance.all_logs(first.run_id)]
+    assert any(m.startswith("step ") and '"loss"' in m for m in messages)
+
+    report = _meta(first, "eval_report")
+    assert report["promoted"] is True
+    for role in ("base", "candidate"):
+        assert role in report["report"]
+    assert registry.champion().week == WEEK1
+    assert (registry.report_dir(WEEK1) / "eval_report.md").is_file()
+    assert (folder / "eval" / "eval_report.md").is_file()
+    [check] = first.get_asset_check_evaluations()
+    assert check.passed
+
+    second = _materialize(storage, trainer, WEEK2, instance)
+    # Week 2 trains from week 1's checkpoint, then the gate blocks it.
+    manifest2 = read_manifest(registry.checkpoint_dir(WEEK2))
+    assert manifest2["init_from"] == str(folder)
+    assert not second.success
+    [check2] = second.get_asset_check_evaluations()
+    assert not check2.passed
+    md = (registry.report_dir(WEEK2) / "eval_report.md").read_text()
+    for role in ("base", "champion", "candidate"):
+        assert role in md
+    assert registry.champion().week == WEEK1  # the pointer did not move
+    promoted = json.loads((models / "promotions" / f"{WEEK1}.json").read_text())
+    assert promoted["checkpoint"] == str(folder)
