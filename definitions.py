@@ -9,11 +9,19 @@ Deployment settings come from the environment, with defaults that run the bundle
   KTO_PIPELINE_SCORER_COMPLEXITY_MODEL / KTO_PIPELINE_SCORER_QUALITY_MODEL  their names or paths
   KTO_PIPELINE_SCORER_BASE_URL  an OpenAI-compatible server (vLLM) for the openai backend
   KTO_PIPELINE_SCORER_API_KEY   its key (read through EnvVar at run time, never stored)
+  KTO_PIPELINE_TEACHER_KIND     none (default), transformers or openai: the synthetic top-up's LLM
+  KTO_PIPELINE_TEACHER_MODEL / KTO_PIPELINE_TEACHER_BASE_URL / KTO_PIPELINE_TEACHER_API_KEY
+  KTO_PIPELINE_BASE_MODEL       the model the checkpoint chain starts from (name or path)
+  KTO_PIPELINE_MODELS           local folder of checkpoints, reports and promotions
+                                (default $DAGSTER_HOME/models, or ./.dagster_home/models)
+  KTO_PIPELINE_TRAINER_DEVICE / KTO_PIPELINE_TRAINER_LAUNCHER (python | accelerate) /
+  KTO_PIPELINE_TRAINER_PROCESSES / KTO_PIPELINE_TRAINER_RECIPE (JSON recipe overrides)
 Everything else is resource config, editable in the Dagster UI's launchpad.
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 import dagster as dg
@@ -23,18 +31,32 @@ from assets.dedup import deduplicated_feedback
 from assets.ingest import raw_feedback
 from assets.redact import redacted_feedback
 from assets.score import scored_feedback
+from assets.synthetic import synthetic_topup
+from assets.training import eval_report, kto_checkpoint
 from assets.jobs import curate_job, retrain_job
 from assets.schedules import weekly_retrain_schedule
 from assets.sensors import feedback_dump_sensor
-from resources import DedupHistoryStore, DeitaScorerResource, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+from resources import (
+    DedupHistoryStore,
+    DeitaScorerResource,
+    Embedder,
+    FeedbackSource,
+    KTOTrainerResource,
+    ParquetIOManager,
+    PiiRedactor,
+    TeacherLLM,
+)
 
 
-def _default_storage() -> str:
+def _home_folder(name: str) -> str:
     home = os.environ.get("DAGSTER_HOME") or ".dagster_home"
-    return os.path.join(os.path.abspath(home), "warehouse")
+    return os.path.join(os.path.abspath(home), name)
 
 
-STORAGE = os.environ.get("KTO_PIPELINE_STORAGE") or _default_storage()
+STORAGE = os.environ.get("KTO_PIPELINE_STORAGE") or _home_folder("warehouse")
+MODELS = os.environ.get("KTO_PIPELINE_MODELS") or _home_folder("models")
+# A production default a user would pass; on a machine without hub access set a local path.
+DEFAULT_BASE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 
 def _secret(name: str) -> dg.EnvVar | None:
@@ -53,8 +75,33 @@ def deita_scorer_from_env() -> DeitaScorerResource:
     )
 
 
+def teacher_from_env() -> TeacherLLM:
+    env = os.environ.get
+    return TeacherLLM(
+        kind=env("KTO_PIPELINE_TEACHER_KIND") or "none",
+        model=env("KTO_PIPELINE_TEACHER_MODEL"),
+        base_url=env("KTO_PIPELINE_TEACHER_BASE_URL"),
+        api_key=_secret("KTO_PIPELINE_TEACHER_API_KEY"),
+    )
+
+
+def trainer_from_env() -> KTOTrainerResource:
+    env = os.environ.get
+    return KTOTrainerResource(
+        base_model=env("KTO_PIPELINE_BASE_MODEL") or DEFAULT_BASE_MODEL,
+        models_root=MODELS,
+        device=env("KTO_PIPELINE_TRAINER_DEVICE"),
+        launcher=env("KTO_PIPELINE_TRAINER_LAUNCHER") or "python",
+        num_processes=int(env("KTO_PIPELINE_TRAINER_PROCESSES") or 1),
+        recipe=json.loads(env("KTO_PIPELINE_TRAINER_RECIPE") or "{}"),
+    )
+
+
 defs = dg.Definitions(
-    assets=[raw_feedback, redacted_feedback, deduplicated_feedback, scored_feedback, balanced_feedback],
+    assets=[
+        raw_feedback, redacted_feedback, deduplicated_feedback, scored_feedback, balanced_feedback, synthetic_topup,
+        kto_checkpoint, eval_report,
+    ],
     jobs=[curate_job, retrain_job],
     schedules=[weekly_retrain_schedule],
     sensors=[feedback_dump_sensor],
@@ -65,5 +112,7 @@ defs = dg.Definitions(
         "embedder": Embedder(),
         "dedup_history": DedupHistoryStore(base_path=f"{STORAGE.rstrip('/')}/dedup_history"),
         "deita_scorer": deita_scorer_from_env(),
+        "teacher_llm": teacher_from_env(),
+        "trainer": trainer_from_env(),
     },
 )

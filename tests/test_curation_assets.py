@@ -133,3 +133,38 @@ def test_no_row_survives_that_an_earlier_week_already_kept(sample_dumps, tmp_pat
         assert not keys & seen
         assert len(keys) == len(kept)
         seen |= keys
+
+
+def test_synthetic_topup_writes_the_short_class_through_redaction_dedup_and_the_cap(sample_dumps, tmp_path, tiny_scorer):
+    from assets.synthetic import synthetic_topup
+    from resources import TeacherLLM
+
+    storage = tmp_path / "warehouse"
+    resources = {
+        **_resources(sample_dumps, storage),
+        # The tiny random model decodes whitespace greedily: seeded sampling gives visible text.
+        "teacher_llm": TeacherLLM(kind="transformers", model=tiny_scorer, device="cpu", max_new_tokens=24, temperature=1.0, threads=1),
+    }
+    week = WEEKS[1]
+    for earlier in WEEKS[:1]:  # a dedup history to compare against
+        assert dg.materialize(CURATION_ASSETS, partition_key=earlier, resources=resources).success
+    result = dg.materialize([*CURATION_ASSETS, synthetic_topup], partition_key=week, resources=resources)
+    assert result.success
+    balanced = pd.read_parquet(storage / "balanced_feedback" / f"{week}.parquet")
+    train = balanced[balanced["split"] == "train"]
+    synthetic = pd.read_parquet(storage / "synthetic_topup" / f"{week}.parquet")
+    dropped = pd.read_parquet(storage / "synthetic_topup_dropped" / f"{week}.parquet")
+    meta = _meta(result, "synthetic_topup")
+    short_label = bool(train["label"].sum() < (~train["label"]).sum())
+    assert meta["short_class"] == ("desirable" if short_label else "undesirable")
+    assert meta["generator"].startswith("ran: transformers")
+    assert len(synthetic) > 0
+    assert (synthetic["label"] == short_label).all()  # only the short class
+    assert (synthetic["source"] == "synthetic").all() and (synthetic["split"] == "train").all()
+    assert set(synthetic["signal"]) == {"synthetic_improved" if short_label else "synthetic_degraded"}
+    # The cap: synthetic rows are at most max_share (25%) of the training rows after the top-up.
+    assert len(synthetic) <= 0.25 * (len(train) + len(synthetic)) + 1e-9
+    # Every generated row is kept or dropped with a reason.
+    assert meta["rows_generated"] == len(synthetic) + len(dropped[dropped["reason"] != "empty_generation"])
+    assert dropped["reason"].notna().all()
+    assert not set(synthetic["row_id"]) & set(train["row_id"])

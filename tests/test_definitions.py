@@ -21,8 +21,11 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
     assert {
         "raw_feedback", "raw_feedback_quarantine", "redacted_feedback", "deduplicated_feedback", "deduplicated_feedback_dropped",
         "scored_feedback", "scored_feedback_dropped", "balanced_feedback", "balanced_feedback_dropped",
+        "synthetic_topup", "synthetic_topup_dropped", "kto_checkpoint", "eval_report",
     } <= keys
-    assert {c.name for c in repo.asset_graph.asset_check_keys} >= {"no_pii_left", "class_ratio_in_range"}
+    assert {c.name for c in repo.asset_graph.asset_check_keys} == {"no_pii_left", "class_ratio_in_range", "no_regression"}
+    # Training and evaluation hold the one GPU: the gpu pool serialises them across runs.
+    assert repo.asset_graph.get(dg.AssetKey("kto_checkpoint")).pools == {"gpu"}
     assert defs.get_job_def("retrain_job") and defs.get_job_def("curate_job")
     assert defs.get_schedule_def("weekly_retrain_schedule")
     assert defs.get_sensor_def("feedback_dump_sensor")
