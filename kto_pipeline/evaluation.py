@@ -27,7 +27,6 @@ identical inputs. No Dagster here: the asset layer wraps these functions.
 from __future__ import annotations
 
 import gc
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .checkpoints import load_causal_lm, load_tokenizer
+from .trl_rows import DATA_FORMATS, choose_data_format, is_missing, trl_example
 
 DEFAULT_BETA = 0.1  # KTOConfig.beta
 DEFAULT_BATCH_SIZE = 8
@@ -65,68 +65,14 @@ class KTOWeights(NamedTuple):
 
 
 DEFAULT_WEIGHTS = KTOWeights()
-DATA_FORMATS = ("auto", "conversational", "plain")
 
 
 # ----------------------------------------------------------------------------------------------
 # Rows → TRL examples → token ids
 
 
-def _missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, (list, tuple, dict)):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
 def _row_list(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
-
-
-def choose_data_format(rows: Sequence[Mapping[str, Any]], tokenizer, requested: str = "auto") -> str:
-    """"conversational" or "plain" for the whole eval set, by the training module's rule.
-
-    TRL takes one format per dataset (it reads it from the first row), and the trainer
-    (kto_pipeline/training.py, `choose_data_format`) picks conversational when any row has
-    `prompt_messages` and the tokenizer has a chat template, else plain. The eval must pick
-    the same way, or its log-probs are of other token sequences than the training ones.
-    """
-    if requested not in DATA_FORMATS:
-        raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {requested!r}")
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    if requested == "conversational" and not has_template:
-        raise ValueError("data_format='conversational' needs a tokenizer with a chat template")
-    if requested != "auto":
-        return requested
-    any_messages = any(not _missing(row.get("prompt_messages")) for row in rows)
-    return "conversational" if any_messages and has_template else "plain"
-
-
-def trl_example(row: Mapping[str, Any], data_format: str = "conversational") -> dict[str, Any]:
-    """A contract row → the `{prompt, completion, label}` example TRL's KTOTrainer takes.
-
-    Conversational: the prompt messages (a row without any becomes one user message) and the
-    completion as one assistant message. Plain: the `prompt` text and the completion text.
-    """
-    if data_format == "conversational":
-        messages = row.get("prompt_messages")
-        if _missing(messages):
-            prompt: Any = [{"role": "user", "content": str(row["prompt"])}]
-        else:
-            parsed = json.loads(messages) if isinstance(messages, str) else list(messages)
-            prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in parsed]
-        completion: Any = [{"role": "assistant", "content": str(row["completion"])}]
-    elif data_format == "plain":
-        prompt, completion = str(row["prompt"]), str(row["completion"])
-    else:
-        raise ValueError(f"data_format must be 'conversational' or 'plain', got {data_format!r}")
-    return {"prompt": prompt, "completion": completion, "label": bool(row["label"])}
 
 
 def tokenize_example(example: Mapping[str, Any], tokenizer) -> tuple[list[int], list[int]]:
@@ -209,7 +155,7 @@ def prepare_eval_set(
             dropped += 1
             continue
         rid = row.get("row_id")
-        row_ids.append(str(i) if _missing(rid) else str(rid))
+        row_ids.append(str(i) if is_missing(rid) else str(rid))
         labels.append(example["label"])
         prompts.append(tuple(prompt_ids))
         completions.append(tuple(completion_ids))

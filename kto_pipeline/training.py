@@ -77,6 +77,7 @@ from typing import Any
 
 import pandas as pd
 
+from kto_pipeline.trl_rows import choose_data_format, trl_example
 from kto_pipeline.checkpoints import MANIFEST, load_causal_lm, load_tokenizer, read_manifest, write_manifest
 
 # Telemetry pings from TRL's rank 0 are never wanted; HF_HUB_OFFLINE is left to the caller.
@@ -221,42 +222,12 @@ class PreparedData:
     padding_fraction_unbucketed: float  # the same in the incoming order
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
-
-
-def choose_data_format(rows: pd.DataFrame, tokenizer: Any, requested: str = "auto") -> str:
-    """"conversational" or "plain" for the whole dataset (see the module docstring)."""
-    has_template = bool(getattr(tokenizer, "chat_template", None))
-    if requested == "conversational":
-        if not has_template:
-            raise ValueError("data_format='conversational' needs a tokenizer with a chat template")
-        return "conversational"
-    if requested == "plain":
-        return "plain"
-    any_messages = "prompt_messages" in rows.columns and any(not _is_missing(v) for v in rows["prompt_messages"])
-    return "conversational" if any_messages and has_template else "plain"
-
-
 def rows_to_records(rows: pd.DataFrame, data_format: str) -> list[dict[str, Any]]:
     """Contract rows → TRL unpaired-preference records in one format."""
     missing = {"prompt", "completion", "label"} - set(rows.columns)
     if missing:
         raise ValueError(f"training rows lack column(s) {sorted(missing)}")
-    messages_col = rows["prompt_messages"] if "prompt_messages" in rows.columns else [None] * len(rows)
-    records = []
-    for prompt, messages, completion, label in zip(rows["prompt"], messages_col, rows["completion"], rows["label"]):
-        if data_format == "conversational":
-            if _is_missing(messages):
-                prompt_value: Any = [{"role": "user", "content": str(prompt)}]
-            else:
-                parsed = json.loads(messages) if isinstance(messages, str) else list(messages)
-                prompt_value = [{"role": str(m["role"]), "content": str(m["content"])} for m in parsed]
-            completion_value: Any = [{"role": "assistant", "content": str(completion)}]
-        else:
-            prompt_value, completion_value = str(prompt), str(completion)
-        records.append({"prompt": prompt_value, "completion": completion_value, "label": bool(label)})
-    return records
+    return [trl_example(row, data_format) for row in rows.to_dict("records")]
 
 
 def token_lengths(records: Sequence[Mapping[str, Any]], tokenizer: Any, max_length: int | None = None) -> tuple[list[int], list[int]]:
