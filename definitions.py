@@ -10,7 +10,8 @@ Deployment settings come from the environment, with defaults that run the bundle
   KTO_PIPELINE_SCORER_BASE_URL  an OpenAI-compatible server (vLLM) for the openai backend
   KTO_PIPELINE_SCORER_API_KEY   its key (read through EnvVar at run time, never stored)
   KTO_PIPELINE_TEACHER_KIND     none (default), transformers or openai: the synthetic top-up's LLM
-  KTO_PIPELINE_TEACHER_MODEL / KTO_PIPELINE_TEACHER_BASE_URL / KTO_PIPELINE_TEACHER_API_KEY
+  KTO_PIPELINE_TEACHER_MODEL / KTO_PIPELINE_TEACHER_BASE_URL / KTO_PIPELINE_TEACHER_API_KEY /
+  KTO_PIPELINE_TEACHER_TEMPERATURE (0: greedy)
   KTO_PIPELINE_BASE_MODEL       the model the checkpoint chain starts from (name or path)
   KTO_PIPELINE_MODELS           local folder of checkpoints, reports and promotions
                                 (default $DAGSTER_HOME/models, or ./.dagster_home/models)
@@ -82,6 +83,7 @@ def teacher_from_env() -> TeacherLLM:
         model=env("KTO_PIPELINE_TEACHER_MODEL"),
         base_url=env("KTO_PIPELINE_TEACHER_BASE_URL"),
         api_key=_secret("KTO_PIPELINE_TEACHER_API_KEY"),
+        temperature=float(env("KTO_PIPELINE_TEACHER_TEMPERATURE") or 0.0),
     )
 
 

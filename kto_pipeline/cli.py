@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from kto_pipeline.checkpoints import read_manifest
 from kto_pipeline.dumps import list_dumps
 from kto_pipeline.ingest import IngestOptions, ingest, records_kept
+from kto_pipeline.registry import ModelRegistry
 from kto_pipeline.sample_data import SAMPLE_DIR, build_sample
+from kto_pipeline.tiny_models import build_tiny_causal_lm
 from kto_pipeline.weeks import WeekCalendar
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -47,6 +50,28 @@ def _closed_weeks(dumps_location: str, calendar: WeekCalendar) -> list[str]:
 
 _PLACEHOLDER = r"<[A-Z_]+_\d+>"
 
+# A tiny local model stands in for the scorer, the teacher and the base model, so the demo
+# runs every real code path on a CPU with nothing downloaded; a user's own settings win.
+DEMO_RECIPE = {
+    "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 8, "learning_rate": 1e-3,
+    "beta": 0.5, "warmup_ratio": 0.0, "logging_steps": 2, "save_steps": 4, "max_length": 512,
+}
+
+
+def demo_models_env(home: Path) -> dict[str, str]:
+    tiny = str(build_tiny_causal_lm(home / "demo_models" / "tiny-lm"))
+    return {
+        "KTO_PIPELINE_SCORER_BACKEND": "transformers",
+        "KTO_PIPELINE_SCORER_COMPLEXITY_MODEL": tiny,
+        "KTO_PIPELINE_SCORER_QUALITY_MODEL": tiny,
+        "KTO_PIPELINE_TEACHER_KIND": "transformers",
+        "KTO_PIPELINE_TEACHER_MODEL": tiny,
+        "KTO_PIPELINE_TEACHER_TEMPERATURE": "1.0",  # a random model decodes whitespace greedily
+        "KTO_PIPELINE_BASE_MODEL": tiny,
+        "KTO_PIPELINE_TRAINER_DEVICE": "cpu",
+        "KTO_PIPELINE_TRAINER_RECIPE": json.dumps(DEMO_RECIPE),
+    }
+
 
 def _week_summary(storage: Path, week: str) -> dict:
     """One line of the demo's table, read from what the week's assets wrote."""
@@ -69,16 +94,39 @@ def _week_summary(storage: Path, week: str) -> dict:
         summary["rows_kept"] = len(final)
     summary["desirable"] = int(final["label"].sum())
     summary["undesirable"] = int((~final["label"]).sum())
+    scored, balanced, synthetic = read("scored_feedback"), read("balanced_feedback"), read("synthetic_topup")
+    if scored is not None:
+        summary["selected"] = len(scored)
+    if balanced is not None:
+        summary["train"] = int((balanced["split"] == "train").sum())
+        summary["held_out"] = int((balanced["split"] == "eval").sum())
+    if synthetic is not None:
+        summary["synthetic"] = len(synthetic)
     return summary
+
+
+def _training_summary(registry: ModelRegistry, week: str) -> dict:
+    manifest = read_manifest(registry.checkpoint_dir(week))
+    if manifest is None:
+        return {}
+    report = registry.report_dir(week) / "eval_report.md"
+    return {
+        "steps": manifest.get("global_step"),
+        "final_loss": round(float(manifest.get("metrics", {}).get("loss", float("nan"))), 4),
+        "promoted": (week in registry.promoted_weeks()) if report.exists() else None,
+    }
 
 
 def demo(args: argparse.Namespace) -> int:
     project = Path(args.project).resolve()
     home = prepare_home(Path(os.environ.get("DAGSTER_HOME") or project / ".dagster_home").resolve(), project / "dagster.yaml")
     dumps = str(Path(args.dumps).resolve()) if "://" not in args.dumps else args.dumps
-    env = {**os.environ, **OFFLINE_ENV, "DAGSTER_HOME": str(home), "KTO_PIPELINE_DUMPS": dumps}
+    env = {**demo_models_env(home), **os.environ, **OFFLINE_ENV, "DAGSTER_HOME": str(home), "KTO_PIPELINE_DUMPS": dumps}
     storage = Path(env.get("KTO_PIPELINE_STORAGE") or home / "warehouse")
     env["KTO_PIPELINE_STORAGE"] = str(storage)
+    models = Path(env.get("KTO_PIPELINE_MODELS") or home / "models")
+    env["KTO_PIPELINE_MODELS"] = str(models)
+    registry = ModelRegistry(models)
     calendar = WeekCalendar(start_date=env.get("KTO_PIPELINE_START_DATE", WeekCalendar().start_date))
 
     weeks = _closed_weeks(dumps, calendar)
@@ -89,23 +137,30 @@ def demo(args: argparse.Namespace) -> int:
     print(f"Dagster instance: {home}")
     logs = home / "demo_logs"
     logs.mkdir(exist_ok=True)
+    # One process per run, not per step: on a small machine a step's process start (imports
+    # of torch, transformers, Presidio) costs more than most steps' work.
+    run_config = logs / "in_process.yaml"
+    run_config.write_text("execution:\n  config:\n    in_process: {}\n")
     summaries = []
     for i, week in enumerate(weeks, start=1):
         started = time.monotonic()
         print(f"[{i}/{len(weeks)}] week {week}: running {args.job} …", flush=True)
         cmd = [
             sys.executable, "-m", "dagster", "job", "execute",
-            "-m", "definitions", "-d", str(project), "-j", args.job,
+            "-m", "definitions", "-d", str(project), "-j", args.job, "-c", str(run_config),
             "--tags", json.dumps({"dagster/partition": week, "kto_pipeline/trigger": "demo"}),
         ]
         log = logs / f"{args.job}-{week}.log"
         with log.open("w") as fh:
             proc = subprocess.run(cmd, cwd=project, env=env, stdout=fh, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
+        training = _training_summary(registry, week)
+        if proc.returncode != 0 and training.get("promoted") is not False:
             print(log.read_text()[-4000:])
             print(f"week {week} failed (exit {proc.returncode}); full log: {log}")
             return proc.returncode
-        summary = _week_summary(storage, week)
+        # A run whose promotion gate blocked the checkpoint fails on purpose (it alerts);
+        # the week is still complete, so the demo goes on.
+        summary = {**_week_summary(storage, week), **training}
         summaries.append(summary)
         steps = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items() if k != "week")
         print(f"    done in {time.monotonic() - started:.0f}s: {steps}", flush=True)
@@ -116,9 +171,12 @@ def demo(args: argparse.Namespace) -> int:
     print(f"Results (Parquet per asset and week): {storage}")
     print(f"Quarantine with reasons:             {storage / 'raw_feedback_quarantine'}")
     print(f"Duplicates removed, with reasons:    {storage / 'deduplicated_feedback_dropped'}")
+    print(f"Checkpoints and eval reports:        {models / 'checkpoints'}, {models / 'reports'}")
+    champion = registry.champion()
+    print(f"Champion:                            {champion.checkpoint if champion else 'the base model (nothing promoted)'}")
     print(f"Run logs:                            {logs}")
     print("Open the UI:")
-    print(f"    DAGSTER_HOME={home} KTO_PIPELINE_DUMPS={dumps} .venv/bin/dagster dev -w workspace.yaml")
+    print(f"    DAGSTER_HOME={home} KTO_PIPELINE_DUMPS={dumps} KTO_PIPELINE_BASE_MODEL={env['KTO_PIPELINE_BASE_MODEL']} .venv/bin/dagster dev -w workspace.yaml")
     return 0
 
 
