@@ -119,3 +119,20 @@ def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regre
     assert registry.champion().week == WEEK1  # the pointer did not move
     promoted = json.loads((models / "promotions" / f"{WEEK1}.json").read_text())
     assert promoted["checkpoint"] == str(folder)
+
+
+def test_the_accelerate_launcher_trains_with_two_processes_through_pipes(tmp_path, tiny_base):
+    storage, models = tmp_path / "warehouse", tmp_path / "models"
+    (storage / "balanced_feedback").mkdir(parents=True)
+    week_rows(WEEK1, 48).to_parquet(storage / "balanced_feedback" / f"{WEEK1}.parquet", index=False)
+    trainer = KTOTrainerResource(
+        base_model=tiny_base, models_root=str(models), device="cpu", launcher="accelerate", num_processes=2,
+        recipe={**RECIPE, "max_steps": 4}, threads=1,
+    )
+    assert "--multi_gpu" in trainer.command(tmp_path / "spec.json")  # on CPU: gloo ranks
+    result = _materialize(storage, trainer, WEEK1, dg.DagsterInstance.ephemeral())
+    assert result.success
+    manifest = read_manifest(ModelRegistry(models).checkpoint_dir(WEEK1))
+    assert manifest["world_size"] == 2
+    assert manifest["global_step"] == 4
+    assert _meta(result, "kto_checkpoint")["global_step"] == 4  # one report, from rank 0
