@@ -26,7 +26,7 @@ records, dumps), `measure` (held-out accuracy), `sft` (the SFT-on-positives arm)
 (the recommended tiny-model KTO recipe), `runtime` (thread setting for small CPUs).
 """
 
-from kto_pipeline.simulator.base_model import base_model_dir, build_base_model, read_base_info
+from kto_pipeline.simulator.base_model import base_model_dir, build_base_model, bundled_base, read_base_info
 from kto_pipeline.simulator.measure import EVAL_SEED, ModelReport, evaluate_model, heldout_accuracy
 from kto_pipeline.simulator.recipe import MAX_LENGTH, TINY_KTO_RECIPE, kto_steps, tiny_kto_recipe
 from kto_pipeline.simulator.runtime import torch_threads
@@ -49,7 +49,7 @@ __all__ = [
     "EVAL_SEED", "MAX_LENGTH", "SCENARIOS", "TINY_KTO_RECIPE",
     "Answerer", "Ask", "ModelRef", "ModelReport", "ModelShape", "OracleUser", "Scenario", "ServedModel", "TaskSplit",
     "WeekTraffic",
-    "accuracy", "base_model_dir", "build_base_model", "build_tokenizer", "dump_name", "evaluate_model", "get_scenario",
+    "accuracy", "base_model_dir", "build_base_model", "bundled_base", "build_tokenizer", "dump_name", "evaluate_model", "get_scenario",
     "has_carry", "heldout_accuracy", "is_right", "kto_steps", "load_served", "positive_examples", "question_of",
     "read_base_info", "right_answer", "sample_answers", "simulate_week", "task_split", "tiny_kto_recipe",
     "torch_threads", "train_sft_on_positives", "write_week_dump",

@@ -52,6 +52,19 @@ IGNORE_INDEX = -100
 ProgressCallback = Callable[[int, float], None]  # (step, loss)
 
 
+# Base models built by `build_base_model` and shipped with the package (about 2 MB each), so
+# the main job does not spend minutes pretraining on a fresh machine. A folder is used only
+# when its fingerprint matches the scenario's; otherwise the base is built into the cache.
+BUNDLED_BASES = Path(__file__).parent / "bases"
+
+
+def bundled_base(scenario: Scenario | str) -> Path | None:
+    scenario = get_scenario(scenario)
+    folder = base_model_dir(scenario, BUNDLED_BASES)
+    info = read_base_info(folder)
+    return folder if info is not None and info.get("fingerprint") == scenario.fingerprint() else None
+
+
 def base_model_dir(scenario: Scenario | str, cache_dir: str | os.PathLike) -> Path:
     """Where `build_base_model` keeps the base of `scenario` (built or not)."""
     scenario = get_scenario(scenario)
