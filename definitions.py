@@ -16,7 +16,8 @@ Deployment settings come from the environment, with defaults that run the bundle
   KTO_PIPELINE_MODELS           local folder of checkpoints, reports and promotions
                                 (default $DAGSTER_HOME/models, or ./.dagster_home/models)
   KTO_PIPELINE_TRAINER_DEVICE / KTO_PIPELINE_TRAINER_LAUNCHER (python | accelerate) /
-  KTO_PIPELINE_TRAINER_PROCESSES / KTO_PIPELINE_TRAINER_RECIPE (JSON recipe overrides)
+  KTO_PIPELINE_TRAINER_PROCESSES / KTO_PIPELINE_TRAINER_RECIPE (JSON recipe overrides) /
+  KTO_PIPELINE_TRAINER_THREADS (CPU threads of the training process)
 Everything else is resource config, editable in the Dagster UI's launchpad.
 """
 
@@ -96,6 +97,7 @@ def trainer_from_env() -> KTOTrainerResource:
         launcher=env("KTO_PIPELINE_TRAINER_LAUNCHER") or "python",
         num_processes=int(env("KTO_PIPELINE_TRAINER_PROCESSES") or 1),
         recipe=json.loads(env("KTO_PIPELINE_TRAINER_RECIPE") or "{}"),
+        threads=int(env("KTO_PIPELINE_TRAINER_THREADS") or 0) or None,
     )
 
 

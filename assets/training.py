@@ -2,6 +2,7 @@
 (held-out metrics of the new checkpoint, the champion and the base; the promotion gate)."""
 
 import base64
+import json
 import os
 import re
 from pathlib import Path
@@ -19,6 +20,7 @@ from resources.trainer import KTOTrainerResource
 
 TRAINING = "training"
 NO_REGRESSION = "no_regression"
+EVAL_SUMMARY = "eval_summary.json"  # the report's numbers and the decision, for tools
 
 # The most weeks a training window can reach back (the asset's upstream partition mapping is
 # fixed when the code location loads); `TrainingSettings.window_weeks` picks up to this many.
@@ -178,6 +180,9 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balance
     report_dir = registry.report_dir(week)
     artifacts = write_report(result, decision, report_dir)
     write_report(result, decision, candidate / "eval")  # the report travels with the checkpoint
+    summary = json.dumps({"result": result.to_dict(), "decision": decision.to_dict()}, indent=1, sort_keys=True, default=str)
+    for folder in (report_dir, candidate / "eval"):
+        (folder / EVAL_SUMMARY).write_text(summary)
     if decision.promote:
         registry.promote(week, {"metrics": result.models["candidate"].scalars(), "decision": decision.to_dict()})
     else:

@@ -103,6 +103,9 @@ def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regre
     assert registry.champion().week == WEEK1
     assert (registry.report_dir(WEEK1) / "eval_report.md").is_file()
     assert (folder / "eval" / "eval_report.md").is_file()
+    summary = json.loads((registry.report_dir(WEEK1) / "eval_summary.json").read_text())
+    assert summary["decision"]["promote"] is True
+    assert set(summary["result"]["models"]) == {"base", "candidate"}
     [check] = first.get_asset_check_evaluations()
     assert check.passed
 
