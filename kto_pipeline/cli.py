@@ -180,6 +180,25 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def simulate(args: argparse.Namespace) -> int:
+    from kto_pipeline.simulation import SimulationConfig, results_table, run_simulation
+
+    project = Path(args.project).resolve()
+    home = prepare_home(Path(os.environ.get("DAGSTER_HOME") or project / ".dagster_home").resolve(), project / "dagster.yaml")
+    config = SimulationConfig(scenario=args.scenario, weeks=args.weeks, prompts_per_week=args.prompts, arms=tuple(args.arms.split(",")), seed=args.seed)
+    print(f"kto-pipeline simulation; Dagster instance: {home}", flush=True)
+    results = run_simulation(config, project=project, home=home, say=lambda line: print(line, flush=True))
+    print()
+    print(results_table(results))
+    print()
+    root = home / "simulator" / config.scenario
+    print(f"Done in {results['seconds'] / 60:.1f} min. Results: {root / 'results.json'}")
+    print(f"Eval reports (Markdown + plots), one per week: {results['reports']}")
+    print("Open the UI on the same instance (every week's materializations, checks and reports):")
+    print(f"    DAGSTER_HOME={home} KTO_PIPELINE_STORAGE={root / 'warehouse'} KTO_PIPELINE_MODELS={root / 'models'} .venv/bin/dagster dev -w workspace.yaml")
+    return 0
+
+
 def home_cmd(args: argparse.Namespace) -> int:
     project = Path(args.project).resolve()
     home = prepare_home(Path(args.home or os.environ.get("DAGSTER_HOME") or project / ".dagster_home").resolve(), project / "dagster.yaml")
@@ -202,6 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--job", default="retrain_job", help="Dagster job to run per week")
     p.add_argument("--project", default=".", help="project folder holding dagster.yaml and workspace.yaml")
     p.set_defaults(func=demo)
+
+    p = sub.add_parser("simulate", help="the main job: simulated weeks of thumbs → the pipeline → KTO, measured against SFT on thumbs-up")
+    p.add_argument("--scenario", default="carry_bug", help="carry_bug (a systematic error to fix) or scarce_positives (base right ≤ 15%%)")
+    p.add_argument("--weeks", type=int, default=4)
+    p.add_argument("--prompts", type=int, default=1500, help="fresh prompts a week (the task has 7,100 for traffic)")
+    p.add_argument("--arms", default="kto,sft", help="kto, or kto,sft for the naive SFT-on-thumbs-up arm beside it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--project", default=".")
+    p.set_defaults(func=simulate)
 
     p = sub.add_parser("home", help="create DAGSTER_HOME with the project's dagster.yaml")
     p.add_argument("--home", help="folder (default: $DAGSTER_HOME or ./.dagster_home)")

@@ -431,3 +431,16 @@ def test_a_served_model_object_is_accepted(tiny_base):
     assert isinstance(served, ServedModel)
     prompts = ["23+45=", "56+78="]
     assert sample_answers(served, prompts, 1.0, 4) == sample_answers(tiny_base, prompts, 1.0, 4)
+
+
+def test_the_bundled_base_models_match_their_scenarios():
+    from kto_pipeline.simulator import SCENARIOS, bundled_base, read_base_info
+
+    bundled = {name: bundled_base(name) for name in SCENARIOS}
+    assert bundled["carry_bug"] is not None  # the main job's default must not pretrain on a fresh machine
+    for name, folder in bundled.items():
+        if folder is None:
+            continue
+        info = read_base_info(folder)
+        assert info["scenario"] == name
+        assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()

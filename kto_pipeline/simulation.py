@@ -1,0 +1,237 @@
+"""The main job: weeks of simulated production → the Dagster pipeline → KTO → a better model.
+
+Each simulated week:
+1. the KTO arm's champion (the base model in week one) answers fresh prompts; the oracle user
+   gives thumbs, edits some wrong answers, pastes PII and repeats questions; the week's dump
+   lands in the dumps folder;
+2. the week is materialized through Dagster (`dagster job execute -j retrain_job`, the same
+   assets and the same persistent instance as production): ingest, redaction, dedup, scoring,
+   balance, KTO training from last week's checkpoint (Pipes process), the eval report and its
+   promotion gate;
+3. the new checkpoint and the champion are measured on a fixed held-out prompt set (the
+   oracle knows the right answers), and next week's traffic uses the champion.
+
+The naive arm runs beside it on the same prompts: its champion answers, the same user judges,
+and it is fine-tuned on that week's thumbs-up rows (edits included) for as many steps as the
+KTO arm took. It is not curated by the pipeline: it stands for "just SFT on what users liked".
+
+The library does not import Dagster; like the demo it drives the `dagster` command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kto_pipeline.checkpoints import read_manifest
+from kto_pipeline.registry import ModelRegistry
+from kto_pipeline.simulator import (
+    OracleUser,
+    build_base_model,
+    bundled_base,
+    evaluate_model,
+    get_scenario,
+    simulate_week,
+    task_split,
+    tiny_kto_recipe,
+    train_sft_on_positives,
+    write_week_dump,
+)
+from kto_pipeline.weeks import WeekCalendar
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRANSFORMERS_OFFLINE": "1"}
+EVAL_SUMMARY = "eval_summary.json"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    scenario: str = "carry_bug"
+    weeks: int = 4
+    prompts_per_week: int = 1500
+    eval_fraction: float = 0.05  # held-out share of each week's rows (the eval report's data)
+    arms: tuple[str, ...] = ("kto", "sft")
+    eval_samples: int = 2000
+    seed: int = 0
+    user: OracleUser = field(default_factory=OracleUser)
+    recipe: dict = field(default_factory=dict)  # overrides of the tiny-model KTO recipe
+    end_week: str | None = None  # the last simulated week; default: the last closed week
+
+    def __post_init__(self) -> None:
+        unknown = set(self.arms) - {"kto", "sft"}
+        if unknown or "kto" not in self.arms:
+            raise ValueError(f"arms must include kto and may add sft, got {self.arms}")
+        if self.weeks < 1:
+            raise ValueError("weeks must be >= 1")
+
+
+def simulated_weeks(config: SimulationConfig, calendar: WeekCalendar) -> list[str]:
+    """The last `weeks` closed weeks (a week is a Dagster partition only once it has closed)."""
+    last = config.end_week or (pd.Timestamp(calendar.week_of(pd.Timestamp.now(tz="UTC"))) - pd.Timedelta(weeks=1)).date().isoformat()
+    first = pd.Timestamp(last) - pd.Timedelta(weeks=config.weeks - 1)
+    weeks = [(first + pd.Timedelta(weeks=k)).date().isoformat() for k in range(config.weeks)]
+    if weeks[0] < calendar.first_week:
+        raise ValueError(f"the simulation would start at {weeks[0]}, before the first week {calendar.first_week}")
+    return weeks
+
+
+def _run_week(project: Path, env: dict[str, str], week: str, log: Path, eval_fraction: float) -> int:
+    run_config = log.parent / "run_config.yaml"
+    # One process per run, not per step: a step's process start costs more than its work here.
+    run_config.write_text(json.dumps({
+        "execution": {"config": {"in_process": {}}},
+        "ops": {"balanced_feedback": {"config": {"eval_fraction": eval_fraction}}},
+    }))
+    cmd = [
+        sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-d", str(project),
+        "-j", "retrain_job", "-c", str(run_config),
+        "--tags", json.dumps({"dagster/partition": week, "kto_pipeline/trigger": "simulation"}),
+    ]
+    with log.open("w") as fh:
+        return subprocess.run(cmd, cwd=project, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+
+
+def _eval_numbers(registry: ModelRegistry, week: str) -> dict[str, Any]:
+    path = registry.report_dir(week) / EVAL_SUMMARY
+    if not path.exists():
+        return {}
+    summary = json.loads(path.read_text())
+    candidate = summary["result"]["models"].get("candidate", {})
+    return {
+        "reward_accuracy": candidate.get("reward_accuracy"),
+        "margin": candidate.get("margin"),
+        "kl": candidate.get("kl"),
+        "promoted": bool(summary["decision"]["promote"]),
+        "gate": "; ".join(summary["decision"]["reasons"]),
+    }
+
+
+def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: Say = print) -> dict[str, Any]:
+    """Run the main job; returns (and writes under `<home>/simulator/<scenario>/`) the results."""
+    started = time.monotonic()
+    scenario = get_scenario(config.scenario)
+    root = home / "simulator" / scenario.name
+    for sub in ("dumps", "warehouse", "models", "sft", "logs"):
+        shutil.rmtree(root / sub, ignore_errors=True)  # a rerun starts the weeks afresh
+    dumps, models, logs = root / "dumps", root / "models", root / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    calendar = WeekCalendar()
+    weeks = simulated_weeks(config, calendar)
+    split = task_split()
+    if config.weeks > split.max_weeks(config.prompts_per_week):
+        raise ValueError(f"{config.weeks} weeks of {config.prompts_per_week} fresh prompts exceed the task's pool")
+
+    say(f"scenario {scenario.name}: {config.weeks} weeks {weeks[0]} … {weeks[-1]}, {config.prompts_per_week} prompts a week, arms {', '.join(config.arms)}")
+    t0 = time.monotonic()
+    base = bundled_base(scenario) or build_base_model(scenario, home / "simulator" / "base_models", on_progress=_progress(say))
+    base_report = evaluate_model(base, config.eval_samples)
+    say(f"base model {base} ({time.monotonic() - t0:.0f}s): held-out accuracy {base_report.accuracy:.3f} (greedy {base_report.greedy_accuracy:.3f}, carry greedy {base_report.carry_greedy_accuracy:.3f})")
+
+    recipe = tiny_kto_recipe(config.recipe)
+    env = {
+        **os.environ, **OFFLINE_ENV,
+        "DAGSTER_HOME": str(home), "KTO_PIPELINE_DUMPS": str(dumps), "KTO_PIPELINE_STORAGE": str(root / "warehouse"),
+        "KTO_PIPELINE_MODELS": str(models), "KTO_PIPELINE_BASE_MODEL": str(base), "KTO_PIPELINE_TRAINER_DEVICE": "cpu",
+        "KTO_PIPELINE_TRAINER_RECIPE": json.dumps(recipe), "KTO_PIPELINE_SCORER_BACKEND": "none", "KTO_PIPELINE_TEACHER_KIND": "none",
+        # A 0.5M-parameter model trains several times faster on one thread than on two busy ones.
+        "KTO_PIPELINE_TRAINER_THREADS": "1",
+    }
+    registry = ModelRegistry(models)
+    reports = {str(base): base_report}
+    sft_champion: str = str(base)
+    rows: list[dict[str, Any]] = []
+    for i, week in enumerate(weeks):
+        t_week = time.monotonic()
+        champion = registry.champion()
+        kto_champion = champion.checkpoint if champion else str(base)
+        prompts = split.week_prompts(i, config.prompts_per_week)
+        traffic = simulate_week(kto_champion, prompts, week, user=config.user, seed=config.seed, model_version=champion.week if champion else "base")
+        write_week_dump(traffic.records, dumps, week)
+        stats = traffic.stats()
+        say(f"[week {i + 1}/{len(weeks)} {week}] KTO champion {champion.week if champion else 'base'} served {stats['records']} answers: {stats['true_accuracy']:.3f} right, thumbs up {stats['thumbs_up_rate']:.3f}; running the pipeline …")
+        log = logs / f"retrain_job-{week}.log"
+        code = _run_week(project, env, week, log, config.eval_fraction)
+        numbers = _eval_numbers(registry, week)
+        if code != 0 and numbers.get("promoted") is not False:
+            raise RuntimeError(f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}")
+        checkpoint = registry.checkpoint(week)
+        manifest = read_manifest(checkpoint) or {}
+        candidate = evaluate_model(checkpoint, config.eval_samples)
+        reports[str(checkpoint)] = candidate
+        new_champion = registry.champion()
+        champion_report = reports[new_champion.checkpoint] if new_champion else base_report
+        collapse = ((manifest.get("health") or {}).get("collapse") or {})
+        rows.append({
+            "week": week, "arm": "kto", "served_by": champion.week if champion else "base",
+            "traffic_accuracy": stats["true_accuracy"], "thumbs_up_rate": stats["thumbs_up_rate"],
+            "train_rows": (manifest.get("rows") or {}).get("train"), "steps": manifest.get("global_step"),
+            "candidate_accuracy": candidate.accuracy, "candidate_carry_greedy": candidate.carry_greedy_accuracy,
+            "reward_accuracy": numbers.get("reward_accuracy"), "margin": numbers.get("margin"),
+            "collapsed": bool(collapse.get("collapsed")), "promoted": numbers.get("promoted"),
+            "champion_accuracy": champion_report.accuracy,
+        })
+        say(f"    KTO: {manifest.get('global_step')} steps on {(manifest.get('rows') or {}).get('train')} rows; candidate held-out {candidate.accuracy:.3f}; "
+            f"reward accuracy {_f(numbers.get('reward_accuracy'))}, {'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}")
+
+        if "sft" in config.arms:
+            sft_traffic = simulate_week(sft_champion, prompts, week, user=config.user, seed=config.seed, model_version="sft")
+            sft_stats = sft_traffic.stats()
+            steps = int(manifest.get("global_step") or 1)
+            out = root / "sft" / week
+            train_sft_on_positives(sft_champion, sft_traffic.records, steps=steps, output_dir=out, lr=float(recipe["learning_rate"]),
+                                   batch=int(recipe["per_device_train_batch_size"]), seed=config.seed, weeks=[week])
+            sft_report = evaluate_model(out, config.eval_samples)
+            sft_champion = str(out)
+            rows.append({
+                "week": week, "arm": "sft", "served_by": "sft" if i else "base",
+                "traffic_accuracy": sft_stats["true_accuracy"], "thumbs_up_rate": sft_stats["thumbs_up_rate"],
+                "train_rows": len([r for r in sft_traffic.records if r["label"] or r.get("edited_completion")]), "steps": steps,
+                "candidate_accuracy": sft_report.accuracy, "candidate_carry_greedy": sft_report.carry_greedy_accuracy,
+                "reward_accuracy": None, "margin": None, "collapsed": False, "promoted": True,
+                "champion_accuracy": sft_report.accuracy,
+            })
+            say(f"    SFT on thumbs-up: {steps} steps; held-out {sft_report.accuracy:.3f}")
+        say(f"    week done in {time.monotonic() - t_week:.0f}s")
+
+    results = {
+        "config": {**asdict(config), "user": asdict(config.user)}, "scenario": asdict(scenario) if hasattr(scenario, "__dataclass_fields__") else scenario.name,
+        "weeks": weeks, "base": {"path": str(base), **base_report.to_dict()}, "rows": rows, "recipe": recipe,
+        "seconds": round(time.monotonic() - started, 1), "reports": str(models / "reports"), "dagster_home": str(home),
+    }
+    (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    return results
+
+
+def _f(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _progress(say: Say) -> Callable[[int, float], None]:
+    last = [time.monotonic()]
+
+    def report(step: int, loss: float) -> None:
+        # Base-model pretraining runs for minutes on a small CPU (once: it is cached): a line every 20 s.
+        if time.monotonic() - last[0] > 20:
+            last[0] = time.monotonic()
+            say(f"    pretraining the base model (first run only): step {step}, loss {loss:.3f}")
+
+    return report
+
+
+def results_table(results: dict[str, Any]) -> str:
+    frame = pd.DataFrame(results["rows"])
+    base = results["base"]["accuracy"]
+    head = f"base model held-out accuracy {base:.3f} ({results['base']['n_samples']} samples at T=1)\n"
+    cols = ["week", "arm", "traffic_accuracy", "thumbs_up_rate", "steps", "candidate_accuracy", "reward_accuracy", "margin", "promoted", "champion_accuracy"]
+    return head + frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")

@@ -1,0 +1,45 @@
+"""The main job, small: one simulated week through Dagster, both arms, measured."""
+
+import json
+import shutil
+
+import dagster as dg
+import pytest
+
+from conftest import PROJECT
+from kto_pipeline.simulation import SimulationConfig, results_table, run_simulation, simulated_weeks
+from kto_pipeline.weeks import WeekCalendar
+
+
+def test_simulated_weeks_are_the_last_closed_ones():
+    config = SimulationConfig(weeks=4, end_week="2026-11-16")
+    assert simulated_weeks(config, WeekCalendar()) == ["2026-10-26", "2026-11-02", "2026-11-09", "2026-11-16"]
+    with pytest.raises(ValueError, match="arms"):
+        SimulationConfig(arms=("sft",))
+
+
+def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
+    config = SimulationConfig(weeks=1, prompts_per_week=96, eval_samples=200, end_week="2026-11-16")
+    lines = []
+    results = run_simulation(config, project=PROJECT, home=home, say=lines.append)
+
+    kto, sft = results["rows"]
+    assert (kto["arm"], sft["arm"]) == ("kto", "sft")
+    assert kto["steps"] == sft["steps"] > 0  # same step budget for both arms
+    assert kto["promoted"] in (True, False) and kto["reward_accuracy"] is not None
+    assert 0.0 <= kto["candidate_accuracy"] <= 1.0 and 0.0 <= kto["thumbs_up_rate"] <= 1.0
+    assert any(line.startswith("[week 1/1 2026-11-16]") for line in lines)  # progress while it runs
+    table = results_table(results)
+    assert "base model held-out accuracy" in table and "sft" in table
+    saved = json.loads((home / "simulator" / "carry_bug" / "results.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(results["rows"], default=str))
+
+    # The week went through the persistent instance: every asset materialized for the partition.
+    instance = dg.DagsterInstance.from_config(str(home))
+    for key in ("raw_feedback", "redacted_feedback", "deduplicated_feedback", "balanced_feedback", "kto_checkpoint", "eval_report"):
+        assert "2026-11-16" in instance.get_materialized_partitions(dg.AssetKey(key)), key
+    report = home / "simulator" / "carry_bug" / "models" / "reports" / "2026-11-16" / "eval_report.md"
+    assert report.is_file()
