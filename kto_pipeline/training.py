@@ -148,7 +148,7 @@ class KTORecipe:
     dataset_num_proc: int | None = None
     # Health
     collapse_patience: int = 3
-    collapse_min_drop: float = 0.0
+    collapse_min_drop: float = 0.05  # nats of log-ratio per log (see CollapseDetector)
     stop_on_collapse: bool = True
     reference_check_tolerance: float = 0.05  # max |reward| at the initial weights
     # Escape hatch: passed verbatim to KTOConfig (e.g. {"optim": "adamw_torch_fused"})
@@ -336,14 +336,17 @@ class CollapseDetector:
     """Flags "desirable and undesirable rewards fall together" (the notes' LR-too-high sign).
 
     A train log counts as falling when both `rewards/chosen` and `rewards/rejected` are more than
-    `min_drop` below the previous train log and `rewards/chosen` is negative (healthy runs can
-    let both drift down while the desirable reward stays above the reference). `patience`
-    consecutive falling logs mean collapse. A non-finite loss or reward is divergence, at once.
+    `min_drop` nats of log-ratio (β·min_drop in reward units) below the previous train log and
+    `rewards/chosen` is negative (healthy runs can let both drift down while the desirable
+    reward stays above the reference). `patience` consecutive falling logs mean collapse. A
+    non-finite loss or reward is divergence, at once. The floor is in log-ratio units so one
+    setting serves β = 0.1 and β = 2: the first steps of a healthy run often let both rewards
+    slip by hundredths of a nat per log, a collapse drops them by tenths or more.
     """
 
-    def __init__(self, patience: int = 3, min_drop: float = 0.0) -> None:
+    def __init__(self, patience: int = 3, min_drop: float = 0.0, beta: float = 1.0) -> None:
         self.patience = patience
-        self.min_drop = min_drop
+        self.min_drop = min_drop * beta
         self.previous: dict[str, float] | None = None
         self.streak: list[dict[str, float]] = []
         self.collapsed = False
@@ -876,7 +879,7 @@ def train_kto(
     # Model and trainer. Seed first: a fresh LoRA adapter is initialised randomly.
     transformers.set_seed(recipe.seed)
     model, peft_config = load_policy(base_model, init_from, recipe, _model_dtype(recipe, bf16))
-    detector = CollapseDetector(recipe.collapse_patience, recipe.collapse_min_drop)
+    detector = CollapseDetector(recipe.collapse_patience, recipe.collapse_min_drop, recipe.beta)
     args = kto_config(recipe, trainer_dir=work_dir / TRAINER_DIR, use_cpu=use_cpu, bf16=bf16,
                       desirable_weight=desirable_weight, undesirable_weight=undesirable_weight)
     trainer = KTOTrainer(

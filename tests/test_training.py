@@ -209,6 +209,16 @@ def test_collapse_detector_stays_quiet_on_healthy_runs(seq):
     assert not det.report()["collapsed"]
 
 
+def test_the_drop_floor_is_in_log_ratio_units():
+    # Seen in a healthy simulator week at β = 2: both rewards slipping by hundredths of a nat.
+    seq = [(0.0, 0.0), (-0.128, -0.144), (-0.205, -0.156), (-0.355, -0.175), (-0.41, -0.19)]
+    quiet = CollapseDetector(patience=3, min_drop=0.05, beta=2.0)
+    assert not any(quiet.update(step, _log(c, r)) for step, (c, r) in enumerate(seq, start=1))
+    collapse = [(0.0, 0.0), (-0.5, -0.6), (-2.0, -2.5), (-4.0, -4.4), (-6.5, -7.0)]
+    loud = CollapseDetector(patience=3, min_drop=0.05, beta=2.0)
+    assert [loud.update(step, _log(c, r)) for step, (c, r) in enumerate(collapse, start=1)][-1]
+
+
 def test_non_finite_loss_is_divergence():
     det = CollapseDetector(patience=3)
     assert det.update(1, _log(0.0, 0.0, loss=float("nan")))
