@@ -18,7 +18,7 @@ def test_simulated_weeks_are_the_last_closed_ones():
         SimulationConfig(arms=("sft",))
 
 
-def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path):
+def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
@@ -38,6 +38,7 @@ def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path):
     assert saved["rows"] == json.loads(json.dumps(results["rows"], default=str))
 
     # The week went through the persistent instance: every asset materialized for the partition.
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's storage class reads it
     instance = dg.DagsterInstance.from_config(str(home))
     for key in ("raw_feedback", "redacted_feedback", "deduplicated_feedback", "balanced_feedback", "kto_checkpoint", "eval_report"):
         assert "2026-11-16" in instance.get_materialized_partitions(dg.AssetKey(key)), key
