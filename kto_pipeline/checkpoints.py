@@ -83,3 +83,18 @@ def collapse_of(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
     non-finite loss), else None. Such a checkpoint is never promoted nor built on."""
     collapse = ((manifest or {}).get("health") or {}).get("collapse") or {}
     return collapse if collapse.get("collapsed") else None
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Move a finished `staging` folder to `target`, replacing what is there, so a reader sees
+    the old folder or the new one, never half of either (the old one is removed afterwards)."""
+    import shutil
+    import uuid
+
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

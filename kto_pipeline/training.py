@@ -78,7 +78,7 @@ from typing import Any
 import pandas as pd
 
 from kto_pipeline.trl_rows import choose_data_format, trl_example
-from kto_pipeline.checkpoints import MANIFEST, load_causal_lm, load_tokenizer, read_manifest, write_manifest
+from kto_pipeline.checkpoints import MANIFEST, load_causal_lm, load_tokenizer, read_manifest, replace_folder, write_manifest
 
 # Telemetry pings from TRL's rank 0 are never wanted; HF_HUB_OFFLINE is left to the caller.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -780,13 +780,7 @@ def _write_output(output_dir: Path, model: Any, tokenizer: Any, manifest: dict[s
         (staging / LOG_HISTORY_FILE).write_text(json.dumps(log_history, indent=1, default=str))
         (staging / "README.md").write_text(model_card(manifest))
         write_manifest(staging, manifest)  # last: its presence marks a complete folder
-        old = None
-        if output_dir.exists():
-            old = output_dir.parent / f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            output_dir.rename(old)
-        staging.rename(output_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

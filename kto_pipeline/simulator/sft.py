@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kto_pipeline.checkpoints import load_causal_lm, load_tokenizer, read_manifest, write_manifest
+from kto_pipeline.checkpoints import load_causal_lm, load_tokenizer, read_manifest, replace_folder, write_manifest
 from kto_pipeline.simulator.runtime import torch_threads
 
 IGNORE_INDEX = -100
@@ -170,13 +170,7 @@ def _write_folder(output_dir: Path, model: Any, tokenizer: Any, manifest: dict[s
         model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         write_manifest(staging, manifest)  # last: marks a complete folder
-        old = None
-        if output_dir.exists():
-            old = output_dir.parent / f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            output_dir.rename(old)
-        staging.rename(output_dir)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
