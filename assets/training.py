@@ -12,15 +12,26 @@ import pandas as pd
 from pydantic import Field
 
 from assets.partitions import feedback_weeks
-from kto_pipeline.balance import SPLIT_EVAL, SPLIT_TRAIN, kto_class_weights, training_mix
+from kto_pipeline.balance import (
+    SPLIT_EVAL,
+    SPLIT_TRAIN,
+    kto_class_weights,
+    training_mix,
+)
 from kto_pipeline.checkpoints import collapse_of, read_manifest
-from kto_pipeline.evaluation import KTOWeights, PromotionPolicy, decide_promotion, evaluate_candidates, write_report
+from kto_pipeline.evaluation import (
+    KTOWeights,
+    PromotionPolicy,
+    decide_promotion,
+    evaluate_candidates,
+    write_report,
+)
+from kto_pipeline.registry import EVAL_SUMMARY
 from kto_pipeline.training import resolve_recipe
 from resources.trainer import KTOTrainerResource
 
 TRAINING = "training"
 NO_REGRESSION = "no_regression"
-EVAL_SUMMARY = "eval_summary.json"  # the report's numbers and the decision, for tools
 
 # The most weeks a training window can reach back (the asset's upstream partition mapping is
 # fixed when the code location loads); `TrainingSettings.window_weeks` picks up to this many.

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,14 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from kto_pipeline.checkpoints import read_manifest
+from kto_pipeline.dagster_cli import OFFLINE_ENV, execute_week
 from kto_pipeline.dumps import list_dumps
 from kto_pipeline.ingest import IngestOptions, ingest, records_kept
 from kto_pipeline.registry import ModelRegistry
 from kto_pipeline.sample_data import SAMPLE_DIR, build_sample
 from kto_pipeline.tiny_models import build_tiny_causal_lm
 from kto_pipeline.weeks import WeekCalendar
-
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 def prepare_home(home: Path, instance_yaml: Path) -> Path:
@@ -137,27 +135,17 @@ def demo(args: argparse.Namespace) -> int:
     print(f"Dagster instance: {home}")
     logs = home / "demo_logs"
     logs.mkdir(exist_ok=True)
-    # One process per run, not per step: on a small machine a step's process start (imports
-    # of torch, transformers, Presidio) costs more than most steps' work.
-    run_config = logs / "in_process.yaml"
-    run_config.write_text("execution:\n  config:\n    in_process: {}\n")
     summaries = []
     for i, week in enumerate(weeks, start=1):
         started = time.monotonic()
         print(f"[{i}/{len(weeks)}] week {week}: running {args.job} …", flush=True)
-        cmd = [
-            sys.executable, "-m", "dagster", "job", "execute",
-            "-m", "definitions", "-d", str(project), "-j", args.job, "-c", str(run_config),
-            "--tags", json.dumps({"dagster/partition": week, "kto_pipeline/trigger": "demo"}),
-        ]
         log = logs / f"{args.job}-{week}.log"
-        with log.open("w") as fh:
-            proc = subprocess.run(cmd, cwd=project, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        code = execute_week(project, env, args.job, week, log, trigger="demo")
         training = _training_summary(registry, week)
-        if proc.returncode != 0 and training.get("promoted") is not False:
+        if code != 0 and training.get("promoted") is not False:
             print(log.read_text()[-4000:])
-            print(f"week {week} failed (exit {proc.returncode}); full log: {log}")
-            return proc.returncode
+            print(f"week {week} failed (exit {code}); full log: {log}")
+            return code
         # A run whose promotion gate blocked the checkpoint fails on purpose (it alerts);
         # the week is still complete, so the demo goes on.
         summary = {**_week_summary(storage, week), **training}

@@ -24,6 +24,8 @@ from typing import Any
 
 from kto_pipeline.checkpoints import read_manifest
 
+EVAL_SUMMARY = "eval_summary.json"  # in a report folder: the report's numbers and the decision, for tools
+
 
 @dataclass(frozen=True)
 class Champion:

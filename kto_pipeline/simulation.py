@@ -23,8 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -34,7 +32,8 @@ from typing import Any
 import pandas as pd
 
 from kto_pipeline.checkpoints import read_manifest
-from kto_pipeline.registry import ModelRegistry
+from kto_pipeline.dagster_cli import OFFLINE_ENV, execute_week
+from kto_pipeline.registry import EVAL_SUMMARY, ModelRegistry
 from kto_pipeline.simulator import (
     OracleUser,
     build_base_model,
@@ -48,9 +47,6 @@ from kto_pipeline.simulator import (
     write_week_dump,
 )
 from kto_pipeline.weeks import WeekCalendar
-
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRANSFORMERS_OFFLINE": "1"}
-EVAL_SUMMARY = "eval_summary.json"
 
 Say = Callable[[str], None]
 
@@ -87,25 +83,6 @@ def simulated_weeks(config: SimulationConfig, calendar: WeekCalendar) -> list[st
     if weeks[0] < calendar.first_week:
         raise ValueError(f"the simulation would start at {weeks[0]}, before the first week {calendar.first_week}")
     return weeks
-
-
-def _run_week(project: Path, env: dict[str, str], week: str, log: Path, config: SimulationConfig) -> int:
-    run_config = log.parent / "run_config.yaml"
-    # One process per run, not per step: a step's process start costs more than its work here.
-    run_config.write_text(json.dumps({
-        "execution": {"config": {"in_process": {}}},
-        "ops": {
-            "balanced_feedback": {"config": {"eval_fraction": config.eval_fraction}},
-            "eval_report": {"config": {"tolerance": config.gate_tolerance}},
-        },
-    }))
-    cmd = [
-        sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-d", str(project),
-        "-j", "retrain_job", "-c", str(run_config),
-        "--tags", json.dumps({"dagster/partition": week, "kto_pipeline/trigger": "simulation"}),
-    ]
-    with log.open("w") as fh:
-        return subprocess.run(cmd, cwd=project, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
 
 
 def _eval_numbers(registry: ModelRegistry, week: str) -> dict[str, Any]:
@@ -167,7 +144,10 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
         stats = traffic.stats()
         say(f"[week {i + 1}/{len(weeks)} {week}] KTO champion {champion.week if champion else 'base'} served {stats['records']} answers: {stats['true_accuracy']:.3f} right, thumbs up {stats['thumbs_up_rate']:.3f}; running the pipeline …")
         log = logs / f"retrain_job-{week}.log"
-        code = _run_week(project, env, week, log, config)
+        code = execute_week(project, env, "retrain_job", week, log, trigger="simulation", run_config={"ops": {
+            "balanced_feedback": {"config": {"eval_fraction": config.eval_fraction}},
+            "eval_report": {"config": {"tolerance": config.gate_tolerance}},
+        }})
         numbers = _eval_numbers(registry, week)
         if code != 0 and numbers.get("promoted") is not False:
             raise RuntimeError(f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}")
