@@ -5,9 +5,11 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import frame_metadata
 from assets.partitions import feedback_weeks
+from kto_pipeline.accounting import account_rows
 from kto_pipeline.balance import RATIO_HIGH, RATIO_LOW, BalanceConfig, balance
 
 CLASS_RATIO_IN_RANGE = "class_ratio_in_range"
@@ -30,7 +32,10 @@ class BalanceSettings(dg.Config):
         "balanced_feedback_dropped": dg.AssetOut(group_name=CURATION, description="Majority-class rows cut beyond the extreme class ratio, with their reason."),
     },
     partitions_def=feedback_weeks,
-    check_specs=[dg.AssetCheckSpec(CLASS_RATIO_IN_RANGE, asset="balanced_feedback", blocking=True, description="λD·nD/(λU·nU) of the training rows lies in [1, 4/3] (KTO paper); fails when a class is missing.")],
+    check_specs=[
+        dg.AssetCheckSpec(CLASS_RATIO_IN_RANGE, asset="balanced_feedback", blocking=True, description="λD·nD/(λU·nU) of the training rows lies in [1, 4/3] (KTO paper); fails when a class is missing."),
+        rows_accounted_spec("balanced_feedback"),
+    ],
 )
 def balanced_feedback(context: dg.AssetExecutionContext, config: BalanceSettings, scored_feedback: pd.DataFrame):
     week = context.partition_key
@@ -64,7 +69,11 @@ def balanced_feedback(context: dg.AssetExecutionContext, config: BalanceSettings
             "weighted_ratio": dg.MetadataValue.float(float(ratio)),
             **frame_metadata(result.rows, ["row_id", "split", "label", "prompt", "completion"]),
         },
-        check_results=[dg.AssetCheckResult(check_name=CLASS_RATIO_IN_RANGE, asset_key="balanced_feedback", passed=w.in_range, metadata={"ratio": dg.MetadataValue.float(float(ratio)), "detail": why})],
+        check_results=[
+            dg.AssetCheckResult(check_name=CLASS_RATIO_IN_RANGE, asset_key="balanced_feedback", passed=w.in_range, metadata={"ratio": dg.MetadataValue.float(float(ratio)), "detail": why}),
+            # Held-out rows are kept (split=eval), not dropped.
+            rows_accounted("balanced_feedback", account_rows(scored_feedback["row_id"], result.rows["row_id"], result.dropped)),
+        ],
     )
     yield dg.MaterializeResult(
         asset_key="balanced_feedback_dropped",

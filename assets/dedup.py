@@ -5,9 +5,11 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import counts_table, frame_metadata, label_balance
 from assets.partitions import feedback_weeks
+from kto_pipeline.accounting import account_rows
 from kto_pipeline.dedup import DedupConfig, DedupReason, deduplicate, embed_rows
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
@@ -27,6 +29,7 @@ class DedupSettings(dg.Config):
         "deduplicated_feedback_dropped": dg.AssetOut(group_name=CURATION, description="The rows deduplication removed, each with its reason and the row it duplicates."),
     },
     partitions_def=feedback_weeks,
+    check_specs=[rows_accounted_spec("deduplicated_feedback")],
 )
 def deduplicated_feedback(
     context: dg.AssetExecutionContext,
@@ -72,3 +75,4 @@ def deduplicated_feedback(
         value=result.dropped,
         metadata={**frame_metadata(result.dropped, ["row_id", "reason", "duplicate_of", "prompt", "completion", "label"])},
     )
+    yield rows_accounted("deduplicated_feedback", account_rows(redacted_feedback["row_id"], result.kept["row_id"], result.dropped))

@@ -2,8 +2,10 @@
 
 import dagster as dg
 
+from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.metadata import counts_table, frame_metadata, label_balance
 from assets.partitions import CALENDAR, feedback_weeks
+from kto_pipeline.accounting import account_counts
 from resources.feedback_source import FeedbackSource
 
 CURATION = "curation"
@@ -21,6 +23,7 @@ CURATION = "curation"
         ),
     },
     partitions_def=feedback_weeks,
+    check_specs=[rows_accounted_spec("raw_feedback")],
 )
 def raw_feedback(context: dg.AssetExecutionContext, feedback_source: FeedbackSource):
     """Reads every dump and keeps what belongs to this week (a dump may span weeks)."""
@@ -54,3 +57,5 @@ def raw_feedback(context: dg.AssetExecutionContext, feedback_source: FeedbackSou
             **frame_metadata(result.quarantine, ["dump", "line", "reason", "detail", "raw"]),
         },
     )
+    # By record: an edit or a pair becomes two rows, so rows are not what came in.
+    yield rows_accounted("raw_feedback", account_counts(summary["records_in"], summary["records_kept"], result.quarantine, unit="records"))

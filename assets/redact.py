@@ -5,9 +5,11 @@ from collections import Counter
 import dagster as dg
 import pandas as pd
 
+from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import counts_table, frame_metadata
 from assets.partitions import feedback_weeks
+from kto_pipeline.accounting import account_rows
 from kto_pipeline.redaction import recognizers_used, redact, scan_for_leaks
 from resources.pii import PiiRedactor
 
@@ -17,7 +19,10 @@ NO_PII_LEFT = "no_pii_left"
 @dg.asset(
     partitions_def=feedback_weeks,
     group_name=CURATION,
-    check_specs=[dg.AssetCheckSpec(NO_PII_LEFT, asset="redacted_feedback", blocking=True, description="A re-scan of the output finds no pattern-recognizer hit at or above the threshold.")],
+    check_specs=[
+        dg.AssetCheckSpec(NO_PII_LEFT, asset="redacted_feedback", blocking=True, description="A re-scan of the output finds no pattern-recognizer hit at or above the threshold."),
+        rows_accounted_spec("redacted_feedback"),
+    ],
     description="raw_feedback with e-mails, phone numbers, cards, IBANs, addresses and other PII replaced by placeholders consistent within a record (<EMAIL_ADDRESS_1>).",
 )
 def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFrame, pii: PiiRedactor):
@@ -51,6 +56,8 @@ def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFr
                     # Where, not what: the leaked text itself must not reach the UI or the logs.
                     "first_hits": dg.MetadataValue.json([{"row_id": x.row_id, "field": x.field, "entity": x.entity_type, "score": x.score} for x in leaks[:10]]),
                 },
-            )
+            ),
+            # Redaction rewrites text and never drops a row.
+            rows_accounted("redacted_feedback", account_rows(raw_feedback["row_id"], result.rows["row_id"], result.rows.iloc[0:0])),
         ],
     )

@@ -8,9 +8,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import counts_table, frame_metadata, label_balance
 from assets.partitions import feedback_weeks
+from kto_pipeline.accounting import account_rows
 from kto_pipeline.dedup import embed_rows
 from kto_pipeline.scoring import SelectionConfig, SelectionReason, select_diverse
 from resources.dedup_history import DedupHistoryStore
@@ -48,6 +50,7 @@ def week_embeddings(rows: pd.DataFrame, week: str, dedup_history: DedupHistorySt
         "scored_feedback_dropped": dg.AssetOut(group_name=CURATION, description="Rows DEITA's diversity-aware selection left out: below the score floor, too similar to a better row, or over the budget."),
     },
     partitions_def=feedback_weeks,
+    check_specs=[rows_accounted_spec("scored_feedback")],
 )
 def scored_feedback(
     context: dg.AssetExecutionContext,
@@ -103,3 +106,4 @@ def scored_feedback(
         value=selection.dropped,
         metadata={**frame_metadata(selection.dropped, ["row_id", "reason", "similar_to", "evol_score", "prompt"])},
     )
+    yield rows_accounted("scored_feedback", account_rows(rows["row_id"], kept["row_id"], selection.dropped))

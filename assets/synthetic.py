@@ -9,9 +9,11 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import counts_table, frame_metadata
 from assets.partitions import feedback_weeks
+from kto_pipeline.accounting import account_rows
 from kto_pipeline.balance import SPLIT_TRAIN
 from kto_pipeline.dedup import DedupConfig, DedupHistory
 from kto_pipeline.synthesis import SynthesisConfig, generate_synthetic, plan_synthesis
@@ -35,6 +37,7 @@ class SynthesisSettings(dg.Config):
         "synthetic_topup_dropped": dg.AssetOut(group_name=CURATION, description="Generated rows that were dropped, with the reason (empty, PII left, copied, duplicate, over the cap)."),
     },
     partitions_def=feedback_weeks,
+    check_specs=[rows_accounted_spec("synthetic_topup")],
 )
 def synthetic_topup(
     context: dg.AssetExecutionContext,
@@ -55,6 +58,7 @@ def synthetic_topup(
         context.log.info(f"week {week}: no synthetic rows: {why}; plan {summary}")
         yield dg.MaterializeResult(asset_key="synthetic_topup", value=empty.assign(split=pd.Series(dtype="str")), metadata={"rows_generated": 0, "rows_kept": 0, "generator": dg.MetadataValue.text(f"did not run: {why}"), "plan": dg.MetadataValue.json(summary), **frame_metadata(empty)})
         yield dg.MaterializeResult(asset_key="synthetic_topup_dropped", value=empty_dropped(), metadata=frame_metadata(empty_dropped()))
+        yield rows_accounted("synthetic_topup", account_rows([], [], empty_dropped()))
         return
 
     teacher = teacher_llm.teacher()
@@ -93,3 +97,5 @@ def synthetic_topup(
         },
     )
     yield dg.MaterializeResult(asset_key="synthetic_topup_dropped", value=dropped, metadata=frame_metadata(dropped))
+    # By request: each request the teacher got is a kept row or a drop (failed generations too).
+    yield rows_accounted("synthetic_topup", account_rows([r.row_id for r in plan.requests], kept["row_id"], dropped))

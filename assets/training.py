@@ -5,13 +5,16 @@ import base64
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.partitions import feedback_weeks
+from kto_pipeline.accounting import RowAccount, account_counts, account_rows
 from kto_pipeline.balance import (
     SPLIT_EVAL,
     SPLIT_TRAIN,
@@ -48,6 +51,19 @@ class TrainingSettings(dg.Config):
     recipe: dict = Field(default_factory=dict, description="Recipe overrides for this run (on top of the trainer resource's)")
 
 
+def _trained_account(window_rows: list[pd.DataFrame], train: pd.DataFrame, reported: dict | None) -> RowAccount:
+    """The window's rows → the rows handed to the trainer → the rows it trained on."""
+    handed = account_rows(pd.concat([r["row_id"] for r in window_rows]) if window_rows else [], train["row_id"], train.iloc[0:0])
+    if not handed.balanced:
+        return replace(handed, note="window rows → training rows")
+    if reported is None:
+        return account_counts(len(train), 0, {}, note="the trainer reported no data summary")
+    if int(reported.get("rows_in", -1)) != len(train):
+        return account_counts(len(train), int(reported.get("rows_in", 0)), {}, note="training rows handed → rows the trainer read")
+    dropped = {"prompt_too_long": int(reported.get("dropped_prompt_too_long", 0))}
+    return account_counts(len(train), int(reported["rows"]), dropped, note="training rows → rows trained")
+
+
 def previous_week(week: str) -> str:
     return (pd.Timestamp(week) - pd.Timedelta(weeks=1)).date().isoformat()
 
@@ -70,6 +86,7 @@ def init_checkpoint(trainer: KTOTrainerResource, week: str) -> tuple[str | None,
     partitions_def=feedback_weeks,
     group_name=TRAINING,
     pool="gpu",
+    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),  # a killed trainer resumes from its last checkpoint (resources/trainer.py)
     ins={
         "balanced_feedback": dg.AssetIn(partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}),
         "synthetic_topup": dg.AssetIn(partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}),
@@ -78,6 +95,7 @@ def init_checkpoint(trainer: KTOTrainerResource, week: str) -> tuple[str | None,
             dagster_type=dg.Nothing,
         ),
     },
+    check_specs=[rows_accounted_spec("kto_checkpoint")],
     description="A KTO fine-tune (TRL KTOTrainer; LoRA by default) on the window's training rows, starting from last week's checkpoint; a Hugging Face folder with a model card.",
 )
 def kto_checkpoint(
@@ -126,6 +144,8 @@ def kto_checkpoint(
         "lineage": {"week": week, "weeks": window, "rows": len(train), "desirable": n_d, "undesirable": len(train) - n_d, "sources": sources, "init": init_note},
     }
     result = trainer.train(context, spec, work_dir)
+    reported = (result.metadata or {}).get("data")
+    reported = getattr(reported, "data", reported)
     return dg.MaterializeResult(
         metadata={
             **(result.metadata or {}),
@@ -137,6 +157,7 @@ def kto_checkpoint(
             "started_from": dg.MetadataValue.text(init_note),
         },
         data_version=result.data_version,
+        check_results=[rows_accounted("kto_checkpoint", _trained_account(real + synthetic, train, reported if isinstance(reported, dict) else None))],
     )
 
 
@@ -164,7 +185,10 @@ def _inline_images(markdown: str, folder: Path) -> str:
     group_name=TRAINING,
     pool="gpu",
     deps=[kto_checkpoint],
-    check_specs=[dg.AssetCheckSpec(NO_REGRESSION, asset="eval_report", blocking=True, description="The new checkpoint does not regress beyond the tolerance against the champion (or the base) and its training did not collapse; only then does it become the champion.")],
+    check_specs=[
+        dg.AssetCheckSpec(NO_REGRESSION, asset="eval_report", blocking=True, description="The new checkpoint does not regress beyond the tolerance against the champion (or the base) and its training did not collapse; only then does it become the champion."),
+        rows_accounted_spec("eval_report"),
+    ],
     description="Held-out KTO metrics of the new checkpoint, the champion and the base, with plots; the promotion decision.",
 )
 def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balanced_feedback: pd.DataFrame, trainer: KTOTrainerResource):
@@ -214,6 +238,7 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balance
                 check_name=NO_REGRESSION,
                 passed=decision.promote,
                 metadata={"decision": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)), "collapsed": collapsed},
-            )
+            ),
+            rows_accounted("eval_report", account_counts(len(eval_rows), result.n_rows, {"prompt_too_long": result.n_dropped})),
         ],
     )

@@ -20,3 +20,17 @@ def sample_dumps(tmp_path):
     target = tmp_path / "dumps"
     shutil.copytree(SAMPLE_DIR, target)
     return target
+
+
+def checks(result) -> dict:
+    """A run's asset check evaluations by (asset, check name)."""
+    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def assert_rows_accounted(result, *assets: str) -> None:
+    """Each named step's `rows_accounted` check ran in the run and passed."""
+    found = checks(result)
+    for asset in assets:
+        evaluation = found.get((asset, "rows_accounted"))
+        assert evaluation is not None, f"{asset}: no rows_accounted evaluation"
+        assert evaluation.passed, f"{asset}: {evaluation.description}"

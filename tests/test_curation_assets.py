@@ -3,6 +3,7 @@
 import dagster as dg
 import pandas as pd
 import pytest
+from conftest import assert_rows_accounted, checks
 
 from assets.balance import balanced_feedback
 from assets.dedup import deduplicated_feedback
@@ -11,7 +12,14 @@ from assets.redact import redacted_feedback
 from assets.score import scored_feedback
 from kto_pipeline.sample_data import WEEKS
 from kto_pipeline.tiny_models import build_tiny_causal_lm
-from resources import DedupHistoryStore, DeitaScorerResource, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+from resources import (
+    DedupHistoryStore,
+    DeitaScorerResource,
+    Embedder,
+    FeedbackSource,
+    ParquetIOManager,
+    PiiRedactor,
+)
 
 CURATION_ASSETS = [raw_feedback, redacted_feedback, deduplicated_feedback, scored_feedback, balanced_feedback]
 
@@ -73,8 +81,8 @@ def test_weeks_in_order_dedup_against_history_and_reruns_are_byte_identical(samp
         balanced = pd.read_parquet(storage / "balanced_feedback" / f"{week}.parquet")
         downsampled = pd.read_parquet(storage / "balanced_feedback_dropped" / f"{week}.parquet")
         assert len(scored) == len(balanced) + len(downsampled)
-        [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "class_ratio_in_range"]
-        assert check.passed
+        assert checks(result)[("balanced_feedback", "class_ratio_in_range")].passed
+        assert_rows_accounted(result, "raw_feedback", "redacted_feedback", "deduplicated_feedback", "scored_feedback", "balanced_feedback")
         meta_b = _meta(result, "balanced_feedback")
         train = balanced[balanced["split"] == "train"]
         assert meta_b["desirable_weight"] * train["label"].sum() / (meta_b["undesirable_weight"] * (~train["label"]).sum()) == pytest.approx(meta_b["weighted_ratio"])
@@ -114,7 +122,7 @@ def test_a_week_with_one_class_fails_the_ratio_check_and_names_the_missing_class
         raise_on_error=False,
     )
     assert not result.success
-    [check] = result.get_asset_check_evaluations()
+    check = checks(result)[("balanced_feedback", "class_ratio_in_range")]
     assert not check.passed
     assert "no undesirable training rows" in check.metadata["detail"].value
 
@@ -168,3 +176,31 @@ def test_synthetic_topup_writes_the_short_class_through_redaction_dedup_and_the_
     assert meta["rows_generated"] == len(synthetic) + len(dropped[dropped["reason"] != "empty_generation"])
     assert dropped["reason"].notna().all()
     assert not set(synthetic["row_id"]) & set(train["row_id"])
+    assert_rows_accounted(result, "synthetic_topup")
+    assert checks(result)[("synthetic_topup", "rows_accounted")].metadata["rows_in"].value == meta["rows_requested"]
+
+
+def test_a_step_that_loses_a_row_silently_fails_its_rows_accounted_check(sample_dumps, tmp_path, monkeypatch):
+    import dataclasses
+
+    import assets.dedup as dedup_asset
+
+    real = dedup_asset.deduplicate
+
+    def losing(*args, **kwargs):  # a dedup bug: one row neither kept nor dropped
+        result = real(*args, **kwargs)
+        return dataclasses.replace(result, kept=result.kept.iloc[1:])
+
+    monkeypatch.setattr(dedup_asset, "deduplicate", losing)
+    storage = tmp_path / "warehouse"
+    result = dg.materialize(CURATION_ASSETS, partition_key=WEEKS[0], resources=_resources(sample_dumps, storage), raise_on_error=False)
+    assert not result.success
+    check = checks(result)[("deduplicated_feedback", "rows_accounted")]
+    assert not check.passed
+    lost = pd.read_parquet(storage / "redacted_feedback" / f"{WEEKS[0]}.parquet")
+    kept = pd.read_parquet(storage / "deduplicated_feedback" / f"{WEEKS[0]}.parquet")
+    dropped = pd.read_parquet(storage / "deduplicated_feedback_dropped" / f"{WEEKS[0]}.parquet")
+    [missing] = set(lost["row_id"]) - set(kept["row_id"]) - set(dropped["row_id"])
+    assert check.metadata["unaccounted"].value == 1 and missing in check.description
+    # The blocking check stops the week: nothing downstream was built on the short output.
+    assert not (storage / "scored_feedback" / f"{WEEKS[0]}.parquet").exists()

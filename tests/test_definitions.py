@@ -23,12 +23,28 @@ def test_definitions_load_with_every_asset_job_schedule_and_sensor():
         "scored_feedback", "scored_feedback_dropped", "balanced_feedback", "balanced_feedback_dropped",
         "synthetic_topup", "synthetic_topup_dropped", "kto_checkpoint", "eval_report",
     } <= keys
-    assert {c.name for c in repo.asset_graph.asset_check_keys} == {"no_pii_left", "class_ratio_in_range", "no_regression"}
+    assert {c.name for c in repo.asset_graph.asset_check_keys} == {"no_pii_left", "class_ratio_in_range", "no_regression", "rows_accounted"}
     # Training and evaluation hold the one GPU: the gpu pool serialises them across runs.
     assert repo.asset_graph.get(dg.AssetKey("kto_checkpoint")).pools == {"gpu"}
     assert defs.get_job_def("retrain_job") and defs.get_job_def("curate_job")
     assert defs.get_schedule_def("weekly_retrain_schedule")
     assert defs.get_sensor_def("feedback_dump_sensor")
+
+
+def test_every_step_carries_a_blocking_rows_accounted_check():
+    from definitions import defs
+
+    graph = defs.get_repository_def().asset_graph
+    side_outputs = {"raw_feedback_quarantine"} | {k.to_user_string() for k in graph.get_all_asset_keys() if k.to_user_string().endswith("_dropped")}
+    steps = {k.to_user_string() for k in graph.get_all_asset_keys()} - side_outputs
+    checked = {c.asset_key.to_user_string() for c in graph.asset_check_keys if c.name == "rows_accounted"}
+    assert steps == checked == {
+        "raw_feedback", "redacted_feedback", "deduplicated_feedback", "scored_feedback",
+        "balanced_feedback", "synthetic_topup", "kto_checkpoint", "eval_report",
+    }
+    for key in graph.asset_check_keys:
+        if key.name == "rows_accounted":
+            assert graph.get_check_spec(key).blocking, key
 
 
 def test_every_asset_shares_the_one_weekly_partitions_definition():

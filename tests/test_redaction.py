@@ -7,9 +7,16 @@ import socket
 import dagster as dg
 import pandas as pd
 import pytest
+from conftest import assert_rows_accounted, checks
 
 from kto_pipeline.contract import ROW_DTYPES, frame_from_records
-from kto_pipeline.redaction import PATTERN_ENTITIES, RedactionConfig, _Engines, redact, scan_for_leaks
+from kto_pipeline.redaction import (
+    PATTERN_ENTITIES,
+    RedactionConfig,
+    _Engines,
+    redact,
+    scan_for_leaks,
+)
 
 # One value of each pattern entity type, in a form its recognizer scores at or above the
 # default threshold without context words.
@@ -140,14 +147,15 @@ def test_blocking_check_stops_a_week_whose_redaction_leaked(sample_dumps, tmp_pa
 
     resources = {"io_manager": ParquetIOManager(base_path=str(tmp_path / "w")), "feedback_source": FeedbackSource(location=str(sample_dumps)), "pii": PiiRedactor()}
     ok = dg.materialize([raw_feedback, redact_asset.redacted_feedback], partition_key="2026-10-12", resources=resources)
-    [evaluation] = ok.get_asset_check_evaluations()
-    assert evaluation.passed and evaluation.check_name == "no_pii_left"
+    evaluation = checks(ok)[("redacted_feedback", "no_pii_left")]
+    assert evaluation.passed
+    assert_rows_accounted(ok, "raw_feedback", "redacted_feedback")
     meta = ok.asset_materializations_for_node("redacted_feedback")[0].metadata
     assert meta["entities_replaced"].value > 0 and "EmailRecognizer" in meta["recognizers"].value
 
     monkeypatch.setattr(redact_asset, "redact", lambda rows, config: RedactionResult(rows))  # a broken redactor
     broken = dg.materialize([raw_feedback, redact_asset.redacted_feedback], partition_key="2026-10-12", resources=resources, raise_on_error=False)
-    [evaluation] = broken.get_asset_check_evaluations()
+    evaluation = checks(broken)[("redacted_feedback", "no_pii_left")]
     assert not evaluation.passed and evaluation.metadata["leaks"].value > 0
     assert not broken.success
     hits = evaluation.metadata["first_hits"].value

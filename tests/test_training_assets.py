@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import assert_rows_accounted, checks
 
 from assets.partitions import feedback_weeks
 from assets.training import eval_report, kto_checkpoint
@@ -106,16 +107,15 @@ def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regre
     summary = json.loads((registry.report_dir(WEEK1) / "eval_summary.json").read_text())
     assert summary["decision"]["promote"] is True
     assert set(summary["result"]["models"]) == {"base", "candidate"}
-    [check] = first.get_asset_check_evaluations()
-    assert check.passed
+    assert checks(first)[("eval_report", "no_regression")].passed
+    assert_rows_accounted(first, "kto_checkpoint", "eval_report")
 
     second = _materialize(storage, trainer, WEEK2, instance)
     # Week 2 trains from week 1's checkpoint, then the gate blocks it.
     manifest2 = read_manifest(registry.checkpoint_dir(WEEK2))
     assert manifest2["init_from"] == str(folder)
     assert not second.success
-    [check2] = second.get_asset_check_evaluations()
-    assert not check2.passed
+    assert not checks(second)[("eval_report", "no_regression")].passed
     md = (registry.report_dir(WEEK2) / "eval_report.md").read_text()
     for role in ("base", "champion", "candidate"):
         assert role in md
