@@ -207,12 +207,14 @@ class FakeVLLM:
     def __init__(self, tokenizer, model, mode: str = "real"):
         self.tokenizer, self.model, self.mode = tokenizer, model, mode
         self.requests: list[dict] = []
+        self.authorizations: list[str | None] = []
         self.lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.authorizations.append(self.headers.get("Authorization"))
                 if self.path != "/v1/completions":
                     self.send_error(404)
                     return
