@@ -83,13 +83,15 @@ def _langchain_message(msg: Any) -> Any:
     → {role, content}; anything else is left for the contract to judge."""
     if not isinstance(msg, dict) or "role" in msg:
         return msg
-    if isinstance(msg.get("kwargs"), dict) and isinstance(msg.get("id"), list):
+    if isinstance(msg.get("kwargs"), dict) and isinstance(msg.get("id"), list) and msg["id"]:
         kind, content = msg["id"][-1], msg["kwargs"].get("content")
     elif "type" in msg and "content" in msg:
         kind, content = msg["type"], msg["content"]
     else:
         return msg
-    return {"role": _LANGCHAIN_ROLES.get(kind, str(kind)), "content": content}
+    if not isinstance(kind, str):  # an empty `id` or a list as `type` raised IndexError / TypeError
+        return msg
+    return {"role": _LANGCHAIN_ROLES.get(kind, kind), "content": content}
 
 
 def chat_messages(messages: list) -> list:
@@ -223,7 +225,11 @@ def from_langsmith(record: dict, feedback_keys: tuple[str, ...] = FEEDBACK_SCORE
         label = chosen.get("score") if chosen.get("score") is not None else chosen.get("value")
         if chosen.get("correction") is not None:
             edit = completion_value(chosen["correction"], Reason.BAD_EDIT)
-    meta = ((record.get("extra") or {}).get("metadata") or {}) if isinstance(record.get("extra"), dict) else {}
+    extra = record.get("extra")
+    meta = extra.get("metadata") if isinstance(extra, dict) else None
+    # Ids are read from an object only (a string `metadata` raised AttributeError); any other
+    # value is still kept, as the row's metadata.
+    ids = meta if isinstance(meta, dict) else {}
     outputs = record.get("outputs")
     return CanonicalRecord(
         timestamp=_first(record, "start_time", "timestamp") or (chosen or {}).get("created_at"),
@@ -232,9 +238,9 @@ def from_langsmith(record: dict, feedback_keys: tuple[str, ...] = FEEDBACK_SCORE
         label=label,
         edited_completion=edit,
         id=_first(record, "run_id", "id") if "key" in record else record.get("id"),
-        conversation_id=_first(meta, "thread_id", "session_id", "conversation_id"),
-        user_id=meta.get("user_id"),
-        model_version=_first(meta, "model_version", "ls_model_name"),
+        conversation_id=_first(ids, "thread_id", "session_id", "conversation_id"),
+        user_id=ids.get("user_id"),
+        model_version=_first(ids, "model_version", "ls_model_name"),
         metadata=meta or None,
     )
 

@@ -135,6 +135,7 @@ def normalise_label(value: Any) -> bool:
 _EPOCH_MS_THRESHOLD = 1e11
 _NUMBER_TEXT = re.compile(r"^[+-]?\d+(\.\d*)?$")
 _EPOCH_TEXT = re.compile(r"^\s*-?\d{9,14}(\.\d+)?\s*$")
+_RELATIVE_TIMES = {"now", "today"}
 
 
 def parse_timestamp(value: Any) -> pd.Timestamp:
@@ -156,6 +157,10 @@ def parse_timestamp(value: Any) -> pd.Timestamp:
         elif isinstance(value, (str, datetime, date, pd.Timestamp)):
             if isinstance(value, str) and not value.strip():
                 raise ContractError(Reason.MISSING_TIMESTAMP, "timestamp is empty")
+            if isinstance(value, str) and value.strip().lower() in _RELATIVE_TIMES:
+                # pandas reads "now" and "today" as the clock at parse time: the record's week
+                # would depend on when the dump is read, and a rerun would move it.
+                raise ContractError(Reason.BAD_TIMESTAMP, f"{value.strip()!r} is not a point in time")
             ts = pd.Timestamp(value)
             if pd.isna(ts):
                 raise ValueError("not a time")
@@ -228,9 +233,12 @@ def metadata_json(value: Any) -> str | None:
     if is_missing(value):
         return None
     if isinstance(value, str):
+        # Not only JSONDecodeError: a 5000-digit number is a ValueError and deep nesting a
+        # RecursionError (reading or writing back), and either failed the whole week.
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
+            parsed = json.loads(value)
+            return json.dumps(parsed if isinstance(parsed, dict) else {"value": parsed}, sort_keys=True, ensure_ascii=False, default=str)
+        except (ValueError, RecursionError):
             value = {"value": value}
     if not isinstance(value, dict):
         value = {"value": value}

@@ -24,6 +24,16 @@ from kto_pipeline.contract import RAW_PREVIEW_CHARS, Reason
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 
+# No real export nests a record this deep (a LangSmith run is about ten levels). Deeper values
+# are refused at read time so that every later step, which walks records recursively, runs
+# within Python's recursion limit wherever it is called from (a deep caller stack, as under
+# Dagster, would otherwise turn the same record into a crash in one place and a row in another).
+MAX_JSON_DEPTH = 100
+
+# The csv module refuses fields over 128 KiB and stops reading the file there, so one long text
+# would take every later row of its dump with it; the length rule is max_text_chars, per record.
+csv.field_size_limit(2**31 - 1)
+
 
 class DumpReadError(RuntimeError):
     """A dump that cannot be read at all."""
@@ -107,19 +117,47 @@ def _preview(text: str) -> str:
     return text if len(text) <= RAW_PREVIEW_CHARS else text[:RAW_PREVIEW_CHARS] + "…"
 
 
-def _has_surrogates(value: Any) -> bool:
+def _has_surrogates(text: str) -> bool:
     """Strings decoded with surrogateescape carry lone surrogates where the bytes were not UTF-8."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_has_surrogates(k) or _has_surrogates(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_surrogates(v) for v in value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
     return False
+
+
+def _value_problem(value: Any) -> str | None:
+    """BAD_UTF8 when a string in a parsed value has lone surrogates (bytes that were not UTF-8, or
+    an escaped "\\udc80"), MALFORMED_JSON when it nests deeper than MAX_JSON_DEPTH, else None.
+
+    Iterative, not recursive: a deeply nested record must not exhaust the stack (RecursionError
+    escaped the reader and failed the whole week).
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _has_surrogates(item):
+                return Reason.BAD_UTF8
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return Reason.MALFORMED_JSON
+            if isinstance(item, dict):
+                stack.extend((k, depth) for k in item)
+                item = item.values()
+            stack.extend((v, depth + 1) for v in item)
+    return None
+
+
+def _problem_record(n: int, value: Any, raw: str, problem: str | None) -> RawRecord | None:
+    """The quarantine entry of a parsed value that cannot be a record as it is, or None."""
+    if problem == Reason.BAD_UTF8:
+        return RawRecord(n, reason=Reason.BAD_UTF8, detail="invalid UTF-8 bytes", raw=safe_preview(raw))
+    if problem == Reason.MALFORMED_JSON:
+        return RawRecord(n, reason=Reason.MALFORMED_JSON, detail=f"nested more than {MAX_JSON_DEPTH} levels deep", raw=safe_preview(raw))
+    if not isinstance(value, dict):
+        return RawRecord(n, reason=Reason.MALFORMED_JSON, detail=f"record is a JSON {type(value).__name__}, not an object", raw=safe_preview(raw))
+    return None
 
 
 def safe_preview(text: str) -> str:
@@ -184,17 +222,19 @@ def _read_jsonl(text: str, truncated: bool) -> Iterator[RawRecord]:
         yield _parse_json_record(n, line, cut=cut_tail and i == last)
 
 
+# What json raises on text it cannot turn into a value: JSONDecodeError (a ValueError), a plain
+# ValueError for an integer literal over 4300 digits, RecursionError for deep nesting. The
+# last two used to escape the reader and fail the whole week over one line.
+_UNDECODABLE = (ValueError, RecursionError)
+
+
 def _parse_json_record(n: int, chunk: str, cut: bool = False) -> RawRecord:
     try:
         value = json.loads(chunk)
-    except json.JSONDecodeError as exc:
+    except _UNDECODABLE as exc:
         reason = Reason.TRUNCATED_FILE if cut else Reason.MALFORMED_JSON
         return RawRecord(n, reason=reason, detail=str(exc), raw=safe_preview(chunk))
-    if _has_surrogates(value):
-        return RawRecord(n, reason=Reason.BAD_UTF8, detail="invalid UTF-8 bytes", raw=safe_preview(chunk))
-    if not isinstance(value, dict):
-        return RawRecord(n, reason=Reason.MALFORMED_JSON, detail=f"record is a JSON {type(value).__name__}, not an object", raw=safe_preview(chunk))
-    return RawRecord(n, value=value)
+    return _problem_record(n, value, chunk, _value_problem(value)) or RawRecord(n, value=value)
 
 
 _WRAPPER_KEYS = ("data", "records", "items", "feedback", "traces", "runs", "rows")
@@ -213,7 +253,7 @@ def _read_json(text: str, truncated: bool) -> Iterator[RawRecord]:
     if stripped[0] == "{":
         try:
             whole = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except _UNDECODABLE as exc:
             wrapped = _WRAPPED_ARRAY.match(text)
             if wrapped:  # a wrapped array cut short: read it element by element
                 yield from _read_json_array(text, wrapped.end(), cut=truncated or not text.rstrip().endswith("}"))
@@ -251,7 +291,7 @@ def _read_json_array(text: str, pos: int, cut: bool) -> Iterator[RawRecord]:
         n += 1
         try:
             value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
+        except _UNDECODABLE as exc:
             rest = text[pos:]
             reason = Reason.TRUNCATED_FILE if cut else Reason.MALFORMED_JSON
             yield RawRecord(n, reason=reason, detail=f"{exc}; the rest of the array is unreadable", raw=safe_preview(rest))
@@ -261,11 +301,15 @@ def _read_json_array(text: str, pos: int, cut: bool) -> Iterator[RawRecord]:
 
 
 def _checked(n: int, value: Any, raw: str | None = None) -> RawRecord:
-    if _has_surrogates(value):
-        return RawRecord(n, reason=Reason.BAD_UTF8, detail="invalid UTF-8 bytes", raw=safe_preview(raw or json.dumps(value, default=str, ensure_ascii=True)))
-    if not isinstance(value, dict):
-        return RawRecord(n, reason=Reason.MALFORMED_JSON, detail=f"record is a JSON {type(value).__name__}, not an object", raw=_preview(raw or json.dumps(value, default=str)))
-    return RawRecord(n, value=value)
+    problem = _value_problem(value)
+    if problem is None and isinstance(value, dict):
+        return RawRecord(n, value=value)
+    if raw is None:  # an element of a document parsed whole
+        try:
+            raw = json.dumps(value, default=str, ensure_ascii=problem == Reason.BAD_UTF8)
+        except RecursionError:  # as deep as json.loads could go: too deep to write back
+            raw = ""
+    return _problem_record(n, value, raw, problem)
 
 
 def _read_csv(text: str, truncated: bool) -> Iterator[RawRecord]:

@@ -223,7 +223,9 @@ def _ingest_dump(dump: DumpFile, options: IngestOptions, storage_options: dict |
             ts = _raw_timestamp(raw.value)
             entry.update(reason=exc.reason, detail=exc.detail, raw=_preview(raw.value), timestamp=ts, record_id=exc.record_id)
             week = None if ts is None else cal.week_of(ts)
-            if week is None or week < cal.first_week or exc.reason == Reason.FUTURE_TIMESTAMP:
+            # Not only FUTURE_TIMESTAMP: a record dated after its dump that fails an earlier rule
+            # (its adapter, say) must not open a week that may never close either.
+            if week is None or week < cal.first_week or exc.reason == Reason.FUTURE_TIMESTAMP or (not_after is not None and ts > not_after):
                 unplaced.append(entry)
             else:
                 weeks_seen.append(week)
