@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.metadata import counts_table
+from assets.partitions import feedback_weeks
 from kto_pipeline.accounting import RowAccount
 
 ROWS_ACCOUNTED = "rows_accounted"
@@ -11,7 +12,8 @@ ROWS_ACCOUNTED = "rows_accounted"
 def rows_accounted_spec(asset: str) -> dg.AssetCheckSpec:
     # Blocking: a step that lost rows must not feed the next one.
     return dg.AssetCheckSpec(
-        ROWS_ACCOUNTED, asset=asset, blocking=True,
+        # Partitioned like the asset, so each week's result lands on that week's planned row.
+        ROWS_ACCOUNTED, asset=asset, partitions_def=feedback_weeks, blocking=True,
         description="Every row the step read is kept or dropped with a reason: none lost, none counted twice, none appearing from nowhere.",
     )
 

@@ -33,7 +33,7 @@ class BalanceSettings(dg.Config):
     },
     partitions_def=feedback_weeks,
     check_specs=[
-        dg.AssetCheckSpec(CLASS_RATIO_IN_RANGE, asset="balanced_feedback", blocking=True, description="λD·nD/(λU·nU) of the training rows lies in [1, 4/3] (KTO paper); fails when a class is missing."),
+        dg.AssetCheckSpec(CLASS_RATIO_IN_RANGE, asset="balanced_feedback", partitions_def=feedback_weeks, blocking=True, description="λD·nD/(λU·nU) of the training rows lies in [1, 4/3] (KTO paper); fails when a class is missing."),
         rows_accounted_spec("balanced_feedback"),
     ],
 )

@@ -20,7 +20,7 @@ NO_PII_LEFT = "no_pii_left"
     partitions_def=feedback_weeks,
     group_name=CURATION,
     check_specs=[
-        dg.AssetCheckSpec(NO_PII_LEFT, asset="redacted_feedback", blocking=True, description="A re-scan of the output finds no pattern-recognizer hit at or above the threshold."),
+        dg.AssetCheckSpec(NO_PII_LEFT, asset="redacted_feedback", partitions_def=feedback_weeks, blocking=True, description="A re-scan of the output finds no pattern-recognizer hit at or above the threshold."),
         rows_accounted_spec("redacted_feedback"),
     ],
     description="raw_feedback with e-mails, phone numbers, cards, IBANs, addresses and other PII replaced by placeholders consistent within a record (<EMAIL_ADDRESS_1>).",

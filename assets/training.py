@@ -186,7 +186,7 @@ def _inline_images(markdown: str, folder: Path) -> str:
     pool="gpu",
     deps=[kto_checkpoint],
     check_specs=[
-        dg.AssetCheckSpec(NO_REGRESSION, asset="eval_report", blocking=True, description="The new checkpoint does not regress beyond the tolerance against the champion (or the base) and its training did not collapse; only then does it become the champion."),
+        dg.AssetCheckSpec(NO_REGRESSION, asset="eval_report", partitions_def=feedback_weeks, blocking=True, description="The new checkpoint does not regress beyond the tolerance against the champion (or the base) and its training did not collapse; only then does it become the champion."),
         rows_accounted_spec("eval_report"),
     ],
     description="Held-out KTO metrics of the new checkpoint, the champion and the base, with plots; the promotion decision.",
