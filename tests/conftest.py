@@ -22,6 +22,14 @@ def sample_dumps(tmp_path):
     return target
 
 
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory):
+    """A tiny random causal LM on disk (a base model for training and evaluation tests)."""
+    from kto_pipeline.tiny_models import build_tiny_causal_lm
+
+    return str(build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "base"))
+
+
 def checks(result) -> dict:
     """A run's asset check evaluations by (asset, check name)."""
     return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}

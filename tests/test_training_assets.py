@@ -5,14 +5,12 @@ import json
 import dagster as dg
 import numpy as np
 import pandas as pd
-import pytest
 from conftest import assert_rows_accounted, checks
 
 from assets.partitions import feedback_weeks
 from assets.training import eval_report, kto_checkpoint
 from kto_pipeline.checkpoints import read_manifest
 from kto_pipeline.registry import ModelRegistry
-from kto_pipeline.tiny_models import build_tiny_causal_lm
 from resources import ParquetIOManager
 from resources.trainer import KTOTrainerResource
 
@@ -45,11 +43,6 @@ def week_rows(week: str, n: int, *, flip: bool = False, seed: int = 0) -> pd.Dat
     # The held-out rows always carry the true labels: the gate judges against reality.
     frame.loc[frame["split"] == "eval", "label"] = [bool(i % 2) for i in range(n - 16, n)]
     return frame
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    return str(build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "base"))
 
 
 def _materialize(storage, trainer, week, instance):
