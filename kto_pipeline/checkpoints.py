@@ -35,6 +35,25 @@ def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def canonical_adapter_config(folder: str | Path) -> None:
+    """Rewrite PEFT's adapter_config.json with its module lists sorted.
+
+    PEFT keeps target_modules as a Python set and writes it in the set's iteration order, which
+    changes with PYTHONHASHSEED: two identical trainings would otherwise write different bytes.
+    """
+    path = Path(folder) / ADAPTER_CONFIG
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    for key in ("target_modules", "modules_to_save", "exclude_modules"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def base_model_of(ref: str | Path) -> str:
     """The plain model a reference ultimately sits on (itself when it is not a LoRA checkpoint)."""
     manifest = read_manifest(ref)

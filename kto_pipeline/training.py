@@ -78,7 +78,15 @@ from typing import Any
 import pandas as pd
 
 from kto_pipeline.trl_rows import choose_data_format, trl_example
-from kto_pipeline.checkpoints import MANIFEST, load_causal_lm, load_tokenizer, read_manifest, replace_folder, write_manifest
+from kto_pipeline.checkpoints import (
+    MANIFEST,
+    canonical_adapter_config,
+    load_causal_lm,
+    load_tokenizer,
+    read_manifest,
+    replace_folder,
+    write_manifest,
+)
 
 # Telemetry pings from TRL's rank 0 are never wanted; HF_HUB_OFFLINE is left to the caller.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -486,6 +494,16 @@ def run_fingerprint(train: PreparedData, eval_data: PreparedData | None, recipe:
     })
 
 
+def _complete_checkpoint(folder: Path, step: int) -> bool:
+    """Trainer writes trainer_state.json last; a process killed while writing it (SIGKILL, OOM)
+    leaves it empty or cut short, and resuming from that folder would fail on every retry."""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == step
+
+
 def latest_checkpoint(trainer_dir: Path) -> Path | None:
     """The newest complete Trainer checkpoint (trainer_state.json is written last)."""
     if not trainer_dir.is_dir():
@@ -493,22 +511,32 @@ def latest_checkpoint(trainer_dir: Path) -> Path | None:
     found = []
     for child in trainer_dir.iterdir():
         m = _CHECKPOINT.match(child.name)
-        if m and child.is_dir() and (child / "trainer_state.json").is_file():
+        if m and child.is_dir() and _complete_checkpoint(child, int(m.group(1))):
             found.append((int(m.group(1)), child))
     return max(found)[1] if found else None
+
+
+def _read_run_file(run_file: Path) -> dict[str, Any] | None:
+    try:
+        previous = json.loads(run_file.read_text())
+    except (OSError, ValueError):  # missing, or cut short by a killed process: start fresh
+        return None
+    return previous if isinstance(previous, dict) else None
 
 
 def prepare_work_dir(work_dir: Path, fingerprint: str) -> Path | None:
     """Keep `work_dir` for the same fingerprint (returns a checkpoint to resume), else clear ours."""
     work_dir.mkdir(parents=True, exist_ok=True)
     run_file = work_dir / RUN_FILE
-    previous = json.loads(run_file.read_text()) if run_file.is_file() else None
+    previous = _read_run_file(run_file)
     if previous and previous.get("fingerprint") == fingerprint:
         return latest_checkpoint(work_dir / TRAINER_DIR)
     # Only the subfolders this module creates are removed: the caller owns the rest.
     for name in (TRAINER_DIR, DATA_DIR):
         shutil.rmtree(work_dir / name, ignore_errors=True)
-    run_file.write_text(json.dumps({"fingerprint": fingerprint, "created": time.time()}, indent=1))
+    tmp = run_file.with_name(run_file.name + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "created": time.time()}, indent=1))
+    tmp.replace(run_file)  # atomic: a kill never leaves a half-written run.json
     return None
 
 
@@ -774,6 +802,7 @@ def _write_output(output_dir: Path, model: Any, tokenizer: Any, manifest: dict[s
     try:
         if isinstance(model, PeftModel):
             model.save_pretrained(str(staging), selected_adapters=["default"])  # not TRL's "ref" copy
+            canonical_adapter_config(staging)
         else:
             model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +17,76 @@ from pydantic import Field
 from kto_pipeline.registry import ModelRegistry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TrainingProcessKilled(Exception):
+    """The training process died without reporting an error of its own: killed by a signal (the
+    OOM killer, a preempted node, `kill -9`) or crashed in native code. Its last saved Trainer
+    checkpoint survives in the week's work folder, so `kto_checkpoint`'s retry policy starts the
+    process again and it resumes from that step. (A plain exception: the retry policy acts on it.)"""
+
+
+def _exit_status(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+class TrainerPipesClient(dg.PipesSubprocessClient):
+    """`PipesSubprocessClient` that tells a killed training process from a failed one.
+
+    The stock client raises the same `DagsterPipesExecutionError` for both. Here, a process
+    that closed its Pipes channel with a Python exception (bad data, CUDA out of memory, a bug)
+    and exited non-zero failed for a reason a retry would meet again: it raises
+    `dg.Failure(allow_retries=False)`, which bypasses the retry policy. A process that ended by a
+    signal, or never closed the channel (SIGKILL, segfault; under `accelerate launch` the launcher
+    exits 1 after a rank was killed, and stops rank 0 before it reports the broken collective:
+    see trainer_process._wait_for_the_launcher), raises `TrainingProcessKilled`, which the retry
+    policy retries.
+    """
+
+    def run(  # type: ignore[override]
+        self,
+        *,
+        context: dg.AssetExecutionContext | dg.OpExecutionContext,
+        command: Sequence[str],
+        extras: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> dg.PipesClientCompletedInvocation:
+        with dg.open_pipes_session(
+            context=context, context_injector=self.context_injector, message_reader=self.message_reader, extras=extras,
+        ) as session:
+            process = subprocess.Popen(
+                list(command), cwd=cwd or self.cwd, env={**os.environ, **self.env, **(env or {}), **session.get_bootstrap_env_vars()},
+            )
+            context.log.info(f"training process started, pid {process.pid}")
+            try:
+                process.wait()
+            except dg.DagsterExecutionInterruptedError:
+                if self.forward_termination:
+                    context.log.info("[pipes] execution interrupted, sending SIGINT to the training process")
+                    process.send_signal(signal.SIGINT)
+                    process.wait(timeout=self.termination_timeout_seconds)
+                raise
+        # The session has closed: every message the process wrote has been handled by now.
+        code, closed = process.returncode, session.message_handler.received_closed_message
+        if code > 0 and closed:
+            raise dg.Failure(
+                description=f"the training process failed ({_exit_status(code)}); see its error above. "
+                "Not retried: a retry would fail the same way.",
+                metadata={"exit_code": code},
+                allow_retries=False,
+            )
+        if code != 0 or not closed:
+            raise TrainingProcessKilled(
+                f"the training process (pid {process.pid}) ended ({_exit_status(code)}) without closing its Pipes session: "
+                "killed (OOM killer, preemption, kill -9) or crashed. Its last saved checkpoint is kept; a retry resumes from it."
+            )
+        return dg.PipesClientCompletedInvocation(session)
 
 
 class KTOTrainerResource(dg.ConfigurableResource):
@@ -76,7 +149,10 @@ class KTOTrainerResource(dg.ConfigurableResource):
             spec["device"] = self.device
         spec_path = work_dir / "spec.json"
         spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True, default=str))
-        client = dg.PipesSubprocessClient(env=self.process_env(), cwd=str(PROJECT_ROOT), forward_termination=True)
+        client = TrainerPipesClient(env=self.process_env(), cwd=str(PROJECT_ROOT), forward_termination=True)
         command = self.command(spec_path)
+        if context.retry_number:
+            context.log.warning(f"retry {context.retry_number}: training resumes from the last saved checkpoint under "
+                                f"{work_dir / 'trainer'} when the data and recipe are unchanged")
         context.log.info(f"training process: {' '.join(command)}")
         return client.run(command=command, context=context).get_materialize_result()

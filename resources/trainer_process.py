@@ -13,12 +13,13 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from kto_pipeline.training import TrainResult, run_spec
+from kto_pipeline.training import TRAINER_DIR, TrainResult, latest_checkpoint, run_spec
 
 _METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "kl", "grad_norm", "learning_rate")
 
@@ -62,11 +63,31 @@ def _with_pipes(spec: dict[str, Any], pipes: PipesContext) -> TrainResult:
         pipes.log.info(f"step {step}: {json.dumps(shown, default=str)}")
 
     pipes.log.info(f"training {spec.get('lineage', {}).get('week', '')} from {spec.get('init_from') or spec['base_model']}")
+    earlier = latest_checkpoint(Path(spec["work_dir"]) / TRAINER_DIR)
+    if earlier is not None:
+        pipes.log.info(f"an earlier attempt saved {earlier.name}: training resumes from it if the data and recipe are unchanged")
     result = run_spec(spec, on_log=on_log)
+    if result.resumed_from_step is not None:
+        pipes.log.info(f"resumed from step {result.resumed_from_step}; finished at step {result.global_step}")
     pipes.report_asset_materialization(metadata=materialization_metadata(result), data_version=result.fingerprint[:16])
     if result.collapsed:
         pipes.log.warning(f"training collapsed: {json.dumps(result.health.get('collapse'), default=str)}")
     return result
+
+
+# How long rank 0 holds an error back under `accelerate launch` (the launcher checks its ranks
+# every 0.1 s).
+PEER_GRACE_S = 3.0
+
+
+def _wait_for_the_launcher() -> None:
+    """When another rank is killed (OOM killer, kill -9), rank 0's next collective fails at once
+    ("Connection reset by peer") and would report that as its own error, which the trainer
+    resource does not retry. Holding the error back lets the launcher, which has seen a rank
+    die, stop this process first: it then ends without closing its Pipes session, and the
+    resource treats the run as killed, to be resumed. A genuine error is reported a moment later."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        time.sleep(PEER_GRACE_S)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path(ns.spec).read_text())
     if _rank() == 0 and os.environ.get("DAGSTER_PIPES_CONTEXT"):
         with open_dagster_pipes() as pipes:
-            _with_pipes(spec, pipes)
+            try:
+                _with_pipes(spec, pipes)
+            except Exception:
+                _wait_for_the_launcher()
+                raise
     else:
         run_spec(spec)
     # A collapsed training still finishes its step: the eval gate refuses to promote it.

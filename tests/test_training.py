@@ -441,3 +441,26 @@ def test_two_processes_with_accelerate_launch(tmp_path, base_model):
     assert math.isclose(logs[0]["loss"], 0.5, abs_tol=1e-4)
     # 2 ranks × 4 rows per step: 3 steps cover 24 of the 40 rows
     assert math.isclose(logs[-1]["epoch"], 24 / 40, abs_tol=1e-6)
+
+
+def test_adapter_config_is_written_the_same_whatever_the_hash_seed(tmp_path):
+    import subprocess
+    import sys
+
+    from kto_pipeline.checkpoints import canonical_adapter_config
+
+    # PEFT writes target_modules in set order, which follows PYTHONHASHSEED.
+    script = (
+        "import sys; from peft import LoraConfig; from kto_pipeline.checkpoints import canonical_adapter_config; "
+        "LoraConfig(r=4, target_modules=['q_proj','k_proj','v_proj','o_proj','gate_proj','up_proj']).save_pretrained(sys.argv[1]); "
+        "canonical_adapter_config(sys.argv[1]) if sys.argv[2] == '1' else None"
+    )
+    raw, canonical = [], []
+    for seed in ("1", "2", "3"):
+        for canon, out in (("0", raw), ("1", canonical)):
+            folder = tmp_path / f"{seed}-{canon}"
+            subprocess.run([sys.executable, "-c", script, str(folder), canon], check=True, env={**os.environ, "PYTHONHASHSEED": seed})
+            out.append((folder / "adapter_config.json").read_bytes())
+    assert len(set(raw)) > 1  # the problem is real
+    assert len(set(canonical)) == 1
+    canonical_adapter_config(tmp_path / "missing")  # no adapter (full fine-tune): nothing to do
