@@ -16,6 +16,14 @@ at equal steps: 0.465, 0.526, 0.581, 0.595. Week 1 with other settings (no PII):
 8 epochs 0.447. So week 1 gains about half the notes' +17 here; the 4-week gain of ~+20 is
 in line with the notes' committed target (≥ +20 true), not with their +27–30.
 
+Through the pipeline (`kto-pipeline simulate`, 1,500 prompts a week) the same recipe gave
++17 points after 4 weeks while the embedding-based curation (SemDeDup eps 0.05, DEITA
+diversity 0.9) dropped ~20% of each week's rows as "duplicates" that were distinct sums, and
++20 to +21 (one week dipping 1.1 points) with those stages off. The simulation therefore
+turns them off and trains on a two-week window (see `SimulationConfig`): 0.434, 0.561,
+0.587, 0.593 (seed 0) and 0.456, 0.555, 0.610, 0.624 (seed 1) from a base of 0.349. Six
+epochs on one week instead tripped the collapse guard in week 4, so the recipe stays at 4.
+
 `max_length` is a cap, not a pad target (TRL pads each batch to its longest row): it is set
 to fit the longest prompt the simulator can log *unredacted* plus the longest answer and
 EOS, so no row is dropped even if redaction is skipped. Length bucketing stays on: PII-
