@@ -30,6 +30,30 @@ def tiny_base(tmp_path_factory):
     return str(build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "base"))
 
 
+def curation_resources(dumps, storage, scorer: str | None = None) -> dict:
+    """The curation steps' resources over `dumps`, writing under `storage`; DEITA scoring with
+    the model at `scorer`, or off (selection without scores, no model)."""
+    from resources import DedupHistoryStore, DeitaScorerResource, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+
+    return {
+        "io_manager": ParquetIOManager(base_path=str(storage)),
+        "feedback_source": FeedbackSource(location=str(dumps)),
+        "pii": PiiRedactor(),
+        "embedder": Embedder(),
+        "dedup_history": DedupHistoryStore(base_path=str(storage / "dedup_history")),
+        "deita_scorer": DeitaScorerResource(backend="transformers", complexity_model=scorer, quality_model=scorer, device="cpu")
+        if scorer else DeitaScorerResource(),
+    }
+
+
+def materialization_metadata(result, key: str) -> dict:
+    """The plain metadata values of the run's one materialization of asset `key`."""
+    import dagster as dg
+
+    [mat] = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
+    return {k: v.value for k, v in mat.materialization.metadata.items()}
+
+
 def checks(result) -> dict:
     """A run's asset check evaluations by (asset, check name)."""
     return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}

@@ -24,12 +24,14 @@ from assets.partitions import CALENDAR
 from assets.redact import redacted_feedback
 from assets.score import scored_feedback
 from conftest import assert_rows_accounted, checks
+from conftest import curation_resources as _resources
+from conftest import materialization_metadata as _meta
 from kto_pipeline.accounting import account_counts
 from kto_pipeline.contract import Reason
 from kto_pipeline.dumps import DumpReadError, list_dumps
 from kto_pipeline.ingest import IngestOptions, ingest, records_kept
 from kto_pipeline.weeks import WeekCalendar
-from resources import DedupHistoryStore, DeitaScorerResource, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+from resources import FeedbackSource, ParquetIOManager
 
 CORPUS = Path(__file__).parent / "bad_input_corpus"
 _spec = importlib.util.spec_from_file_location("make_corpus", CORPUS / "make_corpus.py")
@@ -140,22 +142,6 @@ def test_the_corpus_through_the_library_gives_the_readme_counts(corpus):
     again = ingest(list_dumps(str(corpus)), IngestOptions(calendar=CAL))
     pd.testing.assert_frame_equal(again.rows, result.rows)
     pd.testing.assert_frame_equal(again.quarantine, result.quarantine)
-
-
-def _resources(dumps: Path, storage: Path) -> dict:
-    return {
-        "io_manager": ParquetIOManager(base_path=str(storage)),
-        "feedback_source": FeedbackSource(location=str(dumps)),
-        "pii": PiiRedactor(),
-        "embedder": Embedder(),
-        "dedup_history": DedupHistoryStore(base_path=str(storage / "dedup_history")),
-        "deita_scorer": DeitaScorerResource(),  # off: selection without scores, no model
-    }
-
-
-def _meta(result, key: str) -> dict:
-    [mat] = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
-    return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
 @pytest.mark.skipif(CALENDAR.start_date != CAL.start_date, reason="KTO_PIPELINE_START_DATE moves the first week the corpus is written for")

@@ -4,6 +4,8 @@ import dagster as dg
 import pandas as pd
 import pytest
 from conftest import assert_rows_accounted, checks
+from conftest import curation_resources as _resources
+from conftest import materialization_metadata as _meta
 
 from assets.balance import balanced_feedback
 from assets.dedup import deduplicated_feedback
@@ -12,14 +14,7 @@ from assets.redact import redacted_feedback
 from assets.score import scored_feedback
 from kto_pipeline.sample_data import WEEKS
 from kto_pipeline.tiny_models import build_tiny_causal_lm
-from resources import (
-    DedupHistoryStore,
-    DeitaScorerResource,
-    Embedder,
-    FeedbackSource,
-    ParquetIOManager,
-    PiiRedactor,
-)
+from resources import ParquetIOManager
 
 CURATION_ASSETS = [raw_feedback, redacted_feedback, deduplicated_feedback, scored_feedback, balanced_feedback]
 
@@ -27,23 +22,6 @@ CURATION_ASSETS = [raw_feedback, redacted_feedback, deduplicated_feedback, score
 @pytest.fixture(scope="module")
 def tiny_scorer(tmp_path_factory):
     return str(build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "scorer"))
-
-
-def _resources(dumps, storage, scorer: str | None = None):
-    return {
-        "io_manager": ParquetIOManager(base_path=str(storage)),
-        "feedback_source": FeedbackSource(location=str(dumps)),
-        "pii": PiiRedactor(),
-        "embedder": Embedder(),
-        "dedup_history": DedupHistoryStore(base_path=str(storage / "dedup_history")),
-        "deita_scorer": DeitaScorerResource(backend="transformers", complexity_model=scorer, quality_model=scorer, device="cpu")
-        if scorer else DeitaScorerResource(),
-    }
-
-
-def _meta(result, key):
-    [mat] = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
-    return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
 def test_weeks_in_order_dedup_against_history_and_reruns_are_byte_identical(sample_dumps, tmp_path, tiny_scorer):

@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 from conftest import assert_rows_accounted, checks
+from conftest import materialization_metadata as _meta
 
 from assets.partitions import feedback_weeks
 from assets.training import eval_report, kto_checkpoint
@@ -58,11 +59,6 @@ def _materialize(storage, trainer, week, instance):
         instance=instance,
         raise_on_error=False,
     )
-
-
-def _meta(result, key):
-    [mat] = [m for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
-    return {k: v.value for k, v in mat.materialization.metadata.items()}
 
 
 def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regression(tmp_path, tiny_base):
