@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 MARKER = "tiny_model.json"
 
@@ -94,29 +95,35 @@ def build_tiny_tokenizer(spec: TinyModelSpec):
     return fast
 
 
-def build_tiny_model(spec: TinyModelSpec, tokenizer):
+def random_llama(shape: Any, tokenizer, *, seed: int, bos_token_id: int | None):
+    """A seeded random LlamaForCausalLM of `shape` (any object with the Llama size fields:
+    TinyModelSpec, the simulator's ModelShape) over `tokenizer`'s vocabulary."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_hidden_layers,
-        num_attention_heads=spec.num_attention_heads,
-        num_key_value_heads=spec.num_key_value_heads,
-        max_position_embeddings=spec.max_position_embeddings,
-        tie_word_embeddings=spec.tie_word_embeddings,
+        hidden_size=shape.hidden_size,
+        intermediate_size=shape.intermediate_size,
+        num_hidden_layers=shape.num_hidden_layers,
+        num_attention_heads=shape.num_attention_heads,
+        num_key_value_heads=shape.num_key_value_heads,
+        max_position_embeddings=shape.max_position_embeddings,
+        tie_word_embeddings=shape.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
+        bos_token_id=bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.bos_token_id = bos_token_id
     return model
+
+
+def build_tiny_model(spec: TinyModelSpec, tokenizer):
+    return random_llama(spec, tokenizer, seed=spec.seed, bos_token_id=tokenizer.bos_token_id)
 
 
 def build_tiny_causal_lm(path: str | os.PathLike, spec: TinyModelSpec | None = None) -> Path:

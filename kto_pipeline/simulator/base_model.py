@@ -45,6 +45,7 @@ from kto_pipeline.simulator.runtime import torch_threads
 from kto_pipeline.simulator.scenarios import Scenario, corrupted_answer, get_scenario
 from kto_pipeline.simulator.serving import ServedModel
 from kto_pipeline.simulator.task import ALL_PROMPTS, build_tokenizer
+from kto_pipeline.tiny_models import random_llama
 
 MARKER = "simulator_base.json"
 IGNORE_INDEX = -100
@@ -137,29 +138,8 @@ def build_base_model(
 
 def new_model(scenario: Scenario, tokenizer: Any):
     """A randomly initialised (seeded) LlamaForCausalLM of the scenario's shape."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    shape = scenario.model
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=shape.hidden_size,
-        intermediate_size=shape.intermediate_size,
-        num_hidden_layers=shape.num_hidden_layers,
-        num_attention_heads=shape.num_attention_heads,
-        num_key_value_heads=shape.num_key_value_heads,
-        max_position_embeddings=shape.max_position_embeddings,
-        tie_word_embeddings=shape.tie_word_embeddings,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,  # plain prompts carry no BOS (TRL adds none either)
-    )
-    torch.manual_seed(scenario.seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.bos_token_id = None
-    return model
+    # Plain prompts carry no BOS (TRL adds none either).
+    return random_llama(scenario.model, tokenizer, seed=scenario.seed, bos_token_id=None)
 
 
 def corpus_batch(scenario: Scenario, tokenizer: Any, rng: np.random.Generator, size: int):
