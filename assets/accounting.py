@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.metadata import counts_table
 from assets.partitions import feedback_weeks
-from kto_pipeline.accounting import RowAccount
+from kto_pipeline.core.accounting import RowAccount
 
 ROWS_ACCOUNTED = "rows_accounted"
 

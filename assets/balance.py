@@ -9,8 +9,8 @@ from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import frame_metadata
 from assets.partitions import feedback_weeks
-from kto_pipeline.accounting import account_rows
-from kto_pipeline.balance import RATIO_HIGH, RATIO_LOW, BalanceConfig, balance
+from kto_pipeline.core.accounting import account_rows
+from kto_pipeline.curate.balance import RATIO_HIGH, RATIO_LOW, BalanceConfig, balance
 
 CLASS_RATIO_IN_RANGE = "class_ratio_in_range"
 

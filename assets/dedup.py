@@ -9,8 +9,8 @@ from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import counts_table, frame_metadata, label_balance
 from assets.partitions import feedback_weeks
-from kto_pipeline.accounting import account_rows
-from kto_pipeline.dedup import DedupConfig, DedupReason, deduplicate, embed_rows
+from kto_pipeline.core.accounting import account_rows
+from kto_pipeline.curate.dedup import DedupConfig, DedupReason, deduplicate, embed_rows
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
 

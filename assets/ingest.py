@@ -5,7 +5,7 @@ import dagster as dg
 from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.metadata import counts_table, frame_metadata, label_balance
 from assets.partitions import CALENDAR, feedback_weeks
-from kto_pipeline.accounting import account_counts
+from kto_pipeline.core.accounting import account_counts
 from resources.feedback_source import FeedbackSource
 
 CURATION = "curation"

@@ -11,7 +11,7 @@ import os
 
 import dagster as dg
 
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.core.weeks import WeekCalendar
 
 CALENDAR = WeekCalendar(start_date=os.environ.get("KTO_PIPELINE_START_DATE", "2025-01-06"), day_offset=1, timezone="UTC")
 

@@ -14,7 +14,7 @@ import dagster as dg
 
 from assets.jobs import curate_job
 from assets.partitions import CALENDAR, feedback_weeks
-from kto_pipeline.dumps import DumpFile, DumpReadError
+from kto_pipeline.ingest.dumps import DumpFile, DumpReadError
 from resources.feedback_source import FeedbackSource
 
 _MAX_TAG_CHARS = 200

@@ -13,11 +13,11 @@ from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.ingest import CURATION
 from assets.metadata import counts_table, frame_metadata
 from assets.partitions import feedback_weeks
-from kto_pipeline.accounting import account_rows
-from kto_pipeline.balance import SPLIT_TRAIN
-from kto_pipeline.dedup import DedupConfig, DedupHistory
-from kto_pipeline.synthesis import SynthesisConfig, generate_synthetic, plan_synthesis
-from kto_pipeline.topup import empty_dropped, screen_generated, with_generation_drops
+from kto_pipeline.core.accounting import account_rows
+from kto_pipeline.curate.balance import SPLIT_TRAIN
+from kto_pipeline.curate.dedup import DedupConfig, DedupHistory
+from kto_pipeline.curate.synthesis import SynthesisConfig, generate_synthetic, plan_synthesis
+from kto_pipeline.curate.synthesis.screen import empty_dropped, screen_generated, with_generation_drops
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
 from resources.generator import TeacherLLM

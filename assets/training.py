@@ -14,23 +14,23 @@ from pydantic import Field
 
 from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.partitions import feedback_weeks
-from kto_pipeline.accounting import RowAccount, account_counts, account_rows
-from kto_pipeline.balance import (
+from kto_pipeline.core.accounting import RowAccount, account_counts, account_rows
+from kto_pipeline.curate.balance import (
     SPLIT_EVAL,
     SPLIT_TRAIN,
     kto_class_weights,
     training_mix,
 )
-from kto_pipeline.checkpoints import collapse_of, read_manifest
-from kto_pipeline.evaluation import (
+from kto_pipeline.models.checkpoints import collapse_of, read_manifest
+from kto_pipeline.evaluate import (
     KTOWeights,
     PromotionPolicy,
     decide_promotion,
     evaluate_candidates,
     write_report,
 )
-from kto_pipeline.registry import EVAL_SUMMARY
-from kto_pipeline.training import resolve_recipe
+from kto_pipeline.models.registry import EVAL_SUMMARY
+from kto_pipeline.train import resolve_recipe
 from resources.trainer import KTOTrainerResource
 
 TRAINING = "training"

@@ -7,7 +7,7 @@ import random
 
 import pandas as pd
 
-from kto_pipeline.contract import ROW_DTYPES, content_hash, frame_from_records
+from kto_pipeline.ingest.contract import ROW_DTYPES, content_hash, frame_from_records
 
 _WORDS = (
     "account billing invoice export report dashboard password reset login token access team member role "

@@ -9,7 +9,7 @@ Writes benchmarks/results/curation.json and curation.md. Figures are rows per se
 peak resident memory (this process and its workers) above the stage's starting point.
 Baselines run on a sample of the week (they are slow); rows/s compare like for like.
 
-DEITA scoring runs a tiny random Llama (kto_pipeline.tiny_models, built once into
+DEITA scoring runs a tiny random Llama (kto_pipeline.devtools.tiny_models, built once into
 --scorer-dir) on the CPU: the real code path, nonsense scores. Weeks with more deduplicated
 rows than --score-all-upto score their first --score-sample rows and extrapolate the week's
 scoring time by distinct-prompt count (labelled as such); the other rows get stand-in scores
@@ -116,7 +116,7 @@ def presidio_default(rows, sampler: MemorySampler) -> dict:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from kto_pipeline.redaction import _offline_tldextract
+    from kto_pipeline.curate.redaction import _offline_tldextract
 
     _offline_tldextract()
     # No spaCy model can be downloaded here; the no_op engine keeps every pattern recognizer.
@@ -135,7 +135,7 @@ def datasketch_default(rows, sampler: MemorySampler, config) -> dict:
     """datasketch's default path: MinHash.update per shingle (sha1), then MinHashLSH inserts."""
     from datasketch import MinHash, MinHashLSH
 
-    from kto_pipeline.dedup import shingles
+    from kto_pipeline.curate.dedup import shingles
 
     out: dict = {}
     with timed(sampler, out):
@@ -152,7 +152,7 @@ def sentence_transformers_default(rows, sampler: MemorySampler) -> dict:
     """sentence-transformers' default `encode` (batch 32, the model's own length limit)."""
     from sentence_transformers import SentenceTransformer
 
-    from kto_pipeline.embeddings import bundled_model_path
+    from kto_pipeline.curate.embeddings import bundled_model_path
 
     model = SentenceTransformer(bundled_model_path(), device="cpu")
     texts = list(rows["prompt"]) + list(rows["completion"])
@@ -168,7 +168,7 @@ def transformers_plain_scoring(rows, model_path: Path, sampler: MemorySampler) -
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from kto_pipeline.scoring import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, digit_token_ids, expected_score
+    from kto_pipeline.curate.deita import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE, digit_token_ids, expected_score
 
     tok = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
@@ -220,9 +220,9 @@ def _stage_dict(stage: Stage) -> dict:
 def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tuple[dict, pd.DataFrame, np.ndarray]:
     """Redaction and deduplication of one week, with their baselines (unchanged from the
     redaction + dedup benchmark). Returns the week's figures, the kept rows and their vectors."""
-    from kto_pipeline.dedup import DedupConfig, deduplicate, embed_rows
-    from kto_pipeline.embeddings import TextEmbedder
-    from kto_pipeline.redaction import RedactionConfig, redact
+    from kto_pipeline.curate.dedup import DedupConfig, deduplicate, embed_rows
+    from kto_pipeline.curate.embeddings import TextEmbedder
+    from kto_pipeline.curate.redaction import RedactionConfig, redact
 
     rows = make_rows(n, seed=7)
     print(f"\n== {n} rows (mean prompt {rows['prompt'].str.len().mean():.0f} chars, completion {rows['completion'].str.len().mean():.0f})", flush=True)
@@ -277,7 +277,7 @@ def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tupl
 
 def _distinct(rows: pd.DataFrame) -> tuple[int, int, float, float]:
     """Distinct prompts and (prompt, completion) pairs, and their mean rendered length in chars."""
-    from kto_pipeline.scoring import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
+    from kto_pipeline.curate.deita import COMPLEXITY_TEMPLATE, QUALITY_TEMPLATE
 
     prompts = set(rows["prompt"].astype(str))
     pairs = set(zip(rows["prompt"].astype(str), rows["completion"].astype(str)))
@@ -290,8 +290,8 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
                          args: argparse.Namespace, sampler: MemorySampler) -> dict:
     """DEITA scoring (all rows, or a sample and an extrapolation), DEITA's selection and the KTO
     balance on all of the week's deduplicated rows, with the scoring and selection baselines."""
-    from kto_pipeline.balance import BalanceConfig, balance
-    from kto_pipeline.scoring import SCORE_COLUMNS, DeitaScorer, SelectionConfig, select_diverse
+    from kto_pipeline.curate.balance import BalanceConfig, balance
+    from kto_pipeline.curate.deita import SCORE_COLUMNS, DeitaScorer, SelectionConfig, select_diverse
 
     n = len(kept)
     stages: list[Stage] = []
@@ -413,7 +413,7 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
 
 
 def run_week(n: int, args: argparse.Namespace, sampler: MemorySampler, scorer_path: Path) -> dict:
-    from kto_pipeline.scoring import TransformersScoreBackend
+    from kto_pipeline.curate.deita import TransformersScoreBackend
 
     cache = Path(args.dedup_cache) / f"week-{n}-seed7.pkl" if args.dedup_cache else None
     if cache is not None and cache.exists():
@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     import torch
 
-    from kto_pipeline.tiny_models import build_tiny_causal_lm
+    from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
 
     report = {
         "command": " ".join([".venv/bin/python -m benchmarks.curation", *(sys.argv[1:] if argv is None else argv)]),
@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     started = time.perf_counter()
     scorer_path = build_tiny_causal_lm(args.scorer_dir)
-    report["scorer"] = {"path": str(scorer_path), "build": "kto_pipeline.tiny_models.build_tiny_causal_lm (TinyModelSpec defaults)"}
+    report["scorer"] = {"path": str(scorer_path), "build": "kto_pipeline.devtools.tiny_models.build_tiny_causal_lm (TinyModelSpec defaults)"}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with MemorySampler() as sampler:

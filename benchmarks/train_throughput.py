@@ -11,7 +11,7 @@ do not mix:
 * **stock**: `KTOTrainer(model=<path>, args=KTOConfig(...))` with TRL's defaults: full
   fine-tune, a separate reference model re-loaded from the path, no precompute, gradient
   checkpointing on, batch 8 × GA 1, lr 1e-6, bf16 on GPU (fp32 on CPU for both sides).
-* **project_b8**: `kto_pipeline.training.train_kto` with the default recipe literally (LoRA r16
+* **project_b8**: `kto_pipeline.train.train_kto` with the default recipe literally (LoRA r16
   all-linear, reference log-probs precomputed, length bucketing, no gradient checkpointing,
   micro-batch 8 × GA 4).
 * **project**: the same recipe with a larger micro-batch (`--project-batch`, default 32 × GA 1:
@@ -82,7 +82,7 @@ class Job:
 
 def build_model(mode: str, folder: Path, dry_run: bool) -> Path:
     """A random model folder: the tiny Llama, or a Qwen2-0.5B-shaped Qwen2ForCausalLM."""
-    from kto_pipeline.tiny_models import TinyModelSpec, build_tiny_causal_lm
+    from kto_pipeline.devtools.tiny_models import TinyModelSpec, build_tiny_causal_lm
 
     if mode == "tiny":
         # ~0.5M parameters: hidden 128, 2 layers, MLP 384, vocab 512 (tied).
@@ -94,7 +94,7 @@ def build_model(mode: str, folder: Path, dry_run: bool) -> Path:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from kto_pipeline.tiny_models import build_tiny_tokenizer
+    from kto_pipeline.devtools.tiny_models import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer(TinyModelSpec())
     config = Qwen2Config(
@@ -208,7 +208,7 @@ def run_stock(job: Job, rows) -> dict[str, Any]:
 
 def run_project(job: Job, rows) -> dict[str, Any]:
     """The library's path: LoRA, precomputed reference, bucketing, no grad ckpt."""
-    from kto_pipeline.training import KTORecipe, train_kto
+    from kto_pipeline.train import KTORecipe, train_kto
 
     batch, accumulation = (8, 4) if job.variant == "project_b8" else (job.project_batch, max(1, 32 // job.project_batch))
     recipe = KTORecipe.from_dict({
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="kto-bench-"))
     try:
-        from kto_pipeline.checkpoints import load_tokenizer
+        from kto_pipeline.models.checkpoints import load_tokenizer
 
         model_path = build_model(ns.mode, tmp, ns.dry_run)
         tokenizer = load_tokenizer(model_path)

@@ -9,7 +9,7 @@ import pandas as pd
 from pydantic import Field
 from upath import UPath
 
-from kto_pipeline.dedup import DedupHistory
+from kto_pipeline.curate.dedup import DedupHistory
 
 
 class DedupHistoryStore(dg.ConfigurableResource):

@@ -7,7 +7,7 @@ from functools import lru_cache
 import dagster as dg
 from pydantic import Field
 
-from kto_pipeline.embeddings import TextEmbedder
+from kto_pipeline.curate.embeddings import TextEmbedder
 
 
 @lru_cache(maxsize=2)

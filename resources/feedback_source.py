@@ -1,4 +1,4 @@
-"""Where feedback dumps land and how they are read: a thin resource over kto_pipeline.ingest."""
+"""Where feedback dumps land and how they are read: a thin resource over kto_pipeline.ingest.load."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from kto_pipeline.adapters import ADAPTER_FORMATS
-from kto_pipeline.dumps import DumpFile, list_dumps
-from kto_pipeline.ingest import IngestOptions, IngestResult, ingest, weeks_touched
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.ingest.adapters import ADAPTER_FORMATS
+from kto_pipeline.ingest.dumps import DumpFile, list_dumps
+from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest, weeks_touched
+from kto_pipeline.core.weeks import WeekCalendar
 
 
 class FeedbackSource(dg.ConfigurableResource):

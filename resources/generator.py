@@ -7,7 +7,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from kto_pipeline.synthesis import TeacherConfig
+from kto_pipeline.curate.synthesis import TeacherConfig
 
 
 class TeacherLLM(dg.ConfigurableResource):

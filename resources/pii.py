@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from kto_pipeline.redaction import PATTERN_ENTITIES, RedactionConfig
+from kto_pipeline.curate.redaction import PATTERN_ENTITIES, RedactionConfig
 
 
 class PiiRedactor(dg.ConfigurableResource):

@@ -8,7 +8,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from kto_pipeline.scoring import DeitaScorer, OpenAIScoreBackend, TransformersScoreBackend
+from kto_pipeline.curate.deita import DeitaScorer, OpenAIScoreBackend, TransformersScoreBackend
 
 
 @lru_cache(maxsize=4)

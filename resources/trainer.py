@@ -14,7 +14,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from kto_pipeline.registry import ModelRegistry
+from kto_pipeline.models.registry import ModelRegistry
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,7 +105,7 @@ class KTOTrainerResource(dg.ConfigurableResource):
     num_processes: int = Field(default=1, description="accelerate launcher: processes (GPUs)")
     accelerate_args: list[str] = Field(default_factory=list, description="Extra accelerate launch arguments, e.g. --mixed_precision bf16")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the training process (CUDA_VISIBLE_DEVICES, …); secrets belong in the deployment's environment")
-    recipe: dict[str, Any] = Field(default_factory=dict, description="Overrides of the training recipe (kto_pipeline.training.KTORecipe): beta, learning_rate, full_finetune, …")
+    recipe: dict[str, Any] = Field(default_factory=dict, description="Overrides of the training recipe (kto_pipeline.train.KTORecipe): beta, learning_rate, full_finetune, …")
     threads: int | None = Field(default=None, description="CPU threads per training process (OMP_NUM_THREADS); default: torch's choice")
 
     def registry(self) -> ModelRegistry:
@@ -142,7 +142,7 @@ class KTOTrainerResource(dg.ConfigurableResource):
         return {**env, **self.env}
 
     def train(self, context: dg.AssetExecutionContext, spec: dict[str, Any], work_dir: Path) -> dg.MaterializeResult:
-        """Run one training (spec: see kto_pipeline.training.run_spec) and return its materialization."""
+        """Run one training (spec: see kto_pipeline.train.run_spec) and return its materialization."""
         work_dir.mkdir(parents=True, exist_ok=True)
         spec = {**spec, "recipe": {**self.recipe, **spec.get("recipe", {})}}
         if self.device:

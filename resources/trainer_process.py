@@ -19,7 +19,7 @@ from typing import Any
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from kto_pipeline.training import TRAINER_DIR, TrainResult, latest_checkpoint, run_spec
+from kto_pipeline.train import TRAINER_DIR, TrainResult, latest_checkpoint, run_spec
 
 _METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "kl", "grad_norm", "learning_rate")
 
@@ -92,7 +92,7 @@ def _wait_for_the_launcher() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resources.trainer_process")
-    parser.add_argument("--spec", required=True, help="JSON training spec (see kto_pipeline.training.run_spec)")
+    parser.add_argument("--spec", required=True, help="JSON training spec (see kto_pipeline.train.run_spec)")
     ns = parser.parse_args(argv)
     spec = json.loads(Path(ns.spec).read_text())
     if _rank() == 0 and os.environ.get("DAGSTER_PIPES_CONTEXT"):

@@ -15,7 +15,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def sample_dumps(tmp_path):
     """A private copy of the bundled sample dumps."""
-    from kto_pipeline.sample_data import SAMPLE_DIR
+    from kto_pipeline.devtools.sample_data import SAMPLE_DIR
 
     target = tmp_path / "dumps"
     shutil.copytree(SAMPLE_DIR, target)
@@ -25,7 +25,7 @@ def sample_dumps(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory):
     """A tiny random causal LM on disk (a base model for training and evaluation tests)."""
-    from kto_pipeline.tiny_models import build_tiny_causal_lm
+    from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
 
     return str(build_tiny_causal_lm(tmp_path_factory.mktemp("models") / "base"))
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from kto_pipeline.accounting import account_counts, account_rows
+from kto_pipeline.core.accounting import account_counts, account_rows
 
 
 def dropped(ids, reasons):

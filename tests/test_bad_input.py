@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kto_pipeline.contract import RAW_PREVIEW_CHARS, Reason
-from kto_pipeline.dumps import DumpReadError, list_dumps, read_dump
-from kto_pipeline.ingest import IngestOptions, IngestResult, ingest
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.ingest.contract import RAW_PREVIEW_CHARS, Reason
+from kto_pipeline.ingest.dumps import DumpReadError, list_dumps, read_dump
+from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest
+from kto_pipeline.core.weeks import WeekCalendar
 
 WEEK = "2026-10-05"  # Monday
 NEXT_WEEK = "2026-10-12"

@@ -26,11 +26,11 @@ from assets.score import scored_feedback
 from conftest import assert_rows_accounted, checks
 from conftest import curation_resources as _resources
 from conftest import materialization_metadata as _meta
-from kto_pipeline.accounting import account_counts
-from kto_pipeline.contract import Reason
-from kto_pipeline.dumps import DumpReadError, list_dumps
-from kto_pipeline.ingest import IngestOptions, ingest, records_kept
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.core.accounting import account_counts
+from kto_pipeline.ingest.contract import Reason
+from kto_pipeline.ingest.dumps import DumpReadError, list_dumps
+from kto_pipeline.ingest.load import IngestOptions, ingest, records_kept
+from kto_pipeline.core.weeks import WeekCalendar
 from resources import FeedbackSource, ParquetIOManager
 
 CORPUS = Path(__file__).parent / "bad_input_corpus"

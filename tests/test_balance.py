@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kto_pipeline.balance import (
+from kto_pipeline.curate.balance import (
     RATIO_HIGH,
     RATIO_LOW,
     REASON_DOWNSAMPLED,
@@ -139,7 +139,7 @@ def test_bad_config_and_input_fail_clearly():
 
 
 def test_training_mix_shuffles_the_union_reproducibly_and_refuses_repeats():
-    from kto_pipeline.balance import training_mix
+    from kto_pipeline.curate.balance import training_mix
 
     week_a, week_b, synthetic = make_rows(40, 40, prefix="a"), make_rows(40, 40, prefix="b"), make_rows(20, 0, prefix="s")
     mixed = training_mix([week_a, week_b, synthetic], seed=0, week="2026-11-16")

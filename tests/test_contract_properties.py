@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kto_pipeline.accounting import account_counts
-from kto_pipeline.contract import (
+from kto_pipeline.core.accounting import account_counts
+from kto_pipeline.ingest.contract import (
     QUARANTINE_DTYPES,
     RAW_PREVIEW_CHARS,
     ROW_DTYPES,
@@ -37,10 +37,10 @@ from kto_pipeline.contract import (
     normalise_label,
     parse_timestamp,
 )
-from kto_pipeline.dumps import list_dumps
-from kto_pipeline.edits import is_trivial_edit
-from kto_pipeline.ingest import FUTURE_TOLERANCE, IngestOptions, IngestResult, ingest
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.ingest.dumps import list_dumps
+from kto_pipeline.ingest.edits import is_trivial_edit
+from kto_pipeline.ingest.load import FUTURE_TOLERANCE, IngestOptions, IngestResult, ingest
+from kto_pipeline.core.weeks import WeekCalendar
 
 CAL = WeekCalendar(start_date="2025-01-06", day_offset=1)
 LIMIT = 300  # max_text_chars: "huge" texts are huge relative to it, and cheap to generate

@@ -12,8 +12,8 @@ from assets.dedup import deduplicated_feedback
 from assets.ingest import raw_feedback
 from assets.redact import redacted_feedback
 from assets.score import scored_feedback
-from kto_pipeline.sample_data import WEEKS
-from kto_pipeline.tiny_models import build_tiny_causal_lm
+from kto_pipeline.devtools.sample_data import WEEKS
+from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
 from resources import ParquetIOManager
 
 CURATION_ASSETS = [raw_feedback, redacted_feedback, deduplicated_feedback, scored_feedback, balanced_feedback]
@@ -110,7 +110,7 @@ def test_no_row_survives_that_an_earlier_week_already_kept(sample_dumps, tmp_pat
     resources = _resources(sample_dumps, storage)
     assets = [raw_feedback, redacted_feedback, deduplicated_feedback]
     seen = set()
-    from kto_pipeline.dedup import dedup_text
+    from kto_pipeline.curate.dedup import dedup_text
 
     for week in WEEKS:
         assert dg.materialize(assets, partition_key=week, resources=resources).success

@@ -15,8 +15,8 @@ import pytest
 import xxhash
 from datasketch import MinHash
 
-from kto_pipeline.contract import ROW_DTYPES, frame_from_records
-from kto_pipeline.dedup import (
+from kto_pipeline.ingest.contract import ROW_DTYPES, frame_from_records
+from kto_pipeline.curate.dedup import (
     COMPLETION_HASH_SEED,
     PROMPT_HASH_SEED,
     DedupConfig,
@@ -125,7 +125,7 @@ def duplicate_of(result) -> dict[str, str | None]:
 
 @pytest.fixture(scope="module")
 def embedder():
-    from kto_pipeline.embeddings import TextEmbedder
+    from kto_pipeline.curate.embeddings import TextEmbedder
 
     return TextEmbedder(device="cpu")
 
@@ -606,7 +606,7 @@ def test_an_embedding_function_only_sees_rows_the_cheaper_stages_kept():
 def test_bulk_lsh_insertion_builds_the_same_index_as_minhashlsh_insert():
     from datasketch import LeanMinHash, MinHashLSH
 
-    from kto_pipeline.dedup import MINHASH_SCHEME, _insert_many, lsh_params, minhash_signatures
+    from kto_pipeline.curate.dedup import MINHASH_SCHEME, _insert_many, lsh_params, minhash_signatures
 
     texts = [" ".join(FORTY_WORDS[i:] + FORTY_WORDS[:i]) for i in range(0, 40, 3)] + ["yes", "no", "ok thanks"]
     sigs = minhash_signatures(texts, 128, seed=1)

@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import torch
 
-from kto_pipeline import evaluation as ev
-from kto_pipeline.checkpoints import load_causal_lm, load_tokenizer, write_manifest
-from kto_pipeline.tiny_models import TinyModelSpec, build_tiny_causal_lm
+from kto_pipeline import evaluate as ev
+from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, write_manifest
+from kto_pipeline.devtools.tiny_models import TinyModelSpec, build_tiny_causal_lm
 
 BETA = 0.1
 BATCH = 4
@@ -473,5 +473,5 @@ def test_report_is_deterministic_across_runs(models, tmp_path):
 
 
 def test_evaluation_module_does_not_import_dagster():
-    code = "import sys, kto_pipeline.evaluation; sys.exit(any(m.split('.')[0] == 'dagster' for m in sys.modules))"
+    code = "import sys, kto_pipeline.evaluate; sys.exit(any(m.split('.')[0] == 'dagster' for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from kto_pipeline import sample_data
-from kto_pipeline.adapters import adapt, detect_format
-from kto_pipeline.contract import Reason
-from kto_pipeline.dumps import list_dumps, read_dump
-from kto_pipeline.ingest import IngestOptions, IngestResult, ingest
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.devtools import sample_data
+from kto_pipeline.ingest.adapters import adapt, detect_format
+from kto_pipeline.ingest.contract import Reason
+from kto_pipeline.ingest.dumps import list_dumps, read_dump
+from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest
+from kto_pipeline.core.weeks import WeekCalendar
 
 COMPARED = ["record_id", "signal", "prompt", "completion", "label", "timestamp"]
 

@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 
 from conftest import PROJECT
-from kto_pipeline.cli import demo_models_env
-from kto_pipeline.dagster_cli import OFFLINE_ENV, execute_week
-from kto_pipeline.registry import ModelRegistry
-from kto_pipeline.sample_data import WEEKS
+from kto_pipeline.app.cli import demo_models_env
+from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
+from kto_pipeline.models.registry import ModelRegistry
+from kto_pipeline.devtools.sample_data import WEEKS
 
 WEEK = WEEKS[0]
 # Wall-clock figures (HF Trainer's runtime and throughput, the manifest's timings) are the one

@@ -97,7 +97,7 @@ def test_main_job_runs_with_the_instance_in_postgres(postgres_database, tmp_path
     import psycopg2
 
     from definitions import defs
-    from kto_pipeline.simulation import SimulationConfig, run_simulation
+    from kto_pipeline.sim.simulation import SimulationConfig, run_simulation
 
     home = tmp_path / "home"
     home.mkdir()

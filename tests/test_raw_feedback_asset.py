@@ -2,7 +2,7 @@ import dagster as dg
 import pandas as pd
 
 from assets.ingest import raw_feedback
-from kto_pipeline.sample_data import WEEKS
+from kto_pipeline.devtools.sample_data import WEEKS
 from resources import FeedbackSource, ParquetIOManager
 
 
@@ -61,8 +61,8 @@ def test_every_sample_week_materializes_and_no_record_is_counted_twice(sample_du
     assert instance.get_materialized_partitions(dg.AssetKey("raw_feedback")) == set(WEEKS)
     assert len(ids) == len(set(ids))
 
-    from kto_pipeline.dumps import list_dumps
-    from kto_pipeline.ingest import ingest
+    from kto_pipeline.ingest.dumps import list_dumps
+    from kto_pipeline.ingest.load import ingest
 
     assert totals == ingest(list_dumps(str(sample_dumps))).summary()["records_in"]
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import assert_rows_accounted, checks
 
-from kto_pipeline.contract import ROW_DTYPES, frame_from_records
-from kto_pipeline.redaction import (
+from kto_pipeline.ingest.contract import ROW_DTYPES, frame_from_records
+from kto_pipeline.curate.redaction import (
     PATTERN_ENTITIES,
     RedactionConfig,
     _Engines,
@@ -112,7 +112,7 @@ def test_triggers_skip_only_recognizers_that_cannot_match():
         "Call +44 20 7946 0958 or write to a.b@c.co.uk", "ip fe80::1ff:fe23:4567:890a and 10.0.0.1",
         "nothing here at all", "Order 12345678 shipped to 221B Baker Street", "see www.example.com/path?q=1",
         "my number is 415 555 0199 and ssn 078-05-1120", "wallet bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
-    ] + list(pd.read_parquet(__import__("kto_pipeline.sample_data", fromlist=["SAMPLE_DIR"]).SAMPLE_DIR / "2026-10-19_app.parquet")["prompt"])
+    ] + list(pd.read_parquet(__import__("kto_pipeline.devtools.sample_data", fromlist=["SAMPLE_DIR"]).SAMPLE_DIR / "2026-10-19_app.parquet")["prompt"])
     fast = _Engines(RedactionConfig(use_triggers=True))
     full = _Engines(RedactionConfig(use_triggers=False))
     for text in texts:
@@ -142,7 +142,7 @@ def test_no_network_call_is_made(monkeypatch):
 def test_blocking_check_stops_a_week_whose_redaction_leaked(sample_dumps, tmp_path, monkeypatch):
     import assets.redact as redact_asset
     from assets.ingest import raw_feedback
-    from kto_pipeline.redaction import RedactionResult
+    from kto_pipeline.curate.redaction import RedactionResult
     from resources import FeedbackSource, ParquetIOManager, PiiRedactor
 
     resources = {"io_manager": ParquetIOManager(base_path=str(tmp_path / "w")), "feedback_source": FeedbackSource(location=str(sample_dumps)), "pii": PiiRedactor()}

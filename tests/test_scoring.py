@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from kto_pipeline.scoring import (
+from kto_pipeline.curate.deita import (
     COMPLEXITY_TEMPLATE,
     FALLBACK_SCORE,
     QUALITY_TEMPLATE,
@@ -27,7 +27,7 @@ from kto_pipeline.scoring import (
     largest_remainder,
     select_diverse,
 )
-from kto_pipeline.tiny_models import build_tiny_causal_lm
+from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
 
 PROMPTS = [
     "What is the capital of France?",

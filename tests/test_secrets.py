@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import PROJECT
-from kto_pipeline.sample_data import WEEKS
-from kto_pipeline.tiny_models import build_tiny_causal_lm
+from kto_pipeline.devtools.sample_data import WEEKS
+from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
 from test_scoring import FakeVLLM
 
 SECRET = "sk-kto-test-5f3c9a1be07d4c2a"

@@ -7,7 +7,7 @@ import pandas as pd
 
 from assets.partitions import CALENDAR
 from assets.sensors import feedback_dump_sensor, plan_dump_runs
-from kto_pipeline.dumps import DumpFile
+from kto_pipeline.ingest.dumps import DumpFile
 from resources.feedback_source import FeedbackSource
 
 

@@ -42,7 +42,7 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
-from kto_pipeline.dumps import list_dumps
+from kto_pipeline.ingest.dumps import list_dumps
 
 PROJECT = Path(__file__).resolve().parent.parent
 SENSOR = "feedback_dump_sensor"
@@ -231,7 +231,7 @@ def test_a_dump_touched_with_identical_bytes_is_curated_once_more(daemon):
     """The version of a local dump is its mtime and size: a touch is a new version, and gets one
     re-curation of each closed week it touches, once (the tick after asks for nothing).
 
-    Accepted on purpose: the mtime is itself an input of ingestion (kto_pipeline.ingest: the
+    Accepted on purpose: the mtime is itself an input of ingestion (kto_pipeline.ingest.load: the
     future-timestamp bound is mtime + FUTURE_TOLERANCE, and a dump without readable timestamps
     is placed in its mtime's week), so a content hash alone would miss changes to the output; and
     re-curating unchanged rows writes byte-identical files (test_raw_feedback_asset,

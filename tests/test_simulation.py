@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from conftest import PROJECT
-from kto_pipeline.simulation import SimulationConfig, results_table, run_simulation, simulated_weeks
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.sim.simulation import SimulationConfig, results_table, run_simulation, simulated_weeks
+from kto_pipeline.core.weeks import WeekCalendar
 
 
 def test_simulated_weeks_are_the_last_closed_ones():

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kto_pipeline.simulator import (
+from kto_pipeline.sim import (
     SCENARIOS,
     OracleUser,
     ServedModel,
@@ -37,10 +37,10 @@ from kto_pipeline.simulator import (
     train_sft_on_positives,
     write_week_dump,
 )
-from kto_pipeline.simulator import base_model as base_model_module
-from kto_pipeline.simulator.scenarios import corrupted_answer
-from kto_pipeline.simulator.task import ALL_PROMPTS, PLACEHOLDERS, has_carry, parse_question
-from kto_pipeline.simulator.users import EMAIL_PATTERN, NAME_PATTERN, PHONE_PATTERN, dump_name
+from kto_pipeline.sim import base_model as base_model_module
+from kto_pipeline.sim.scenarios import corrupted_answer
+from kto_pipeline.sim.task import ALL_PROMPTS, PLACEHOLDERS, has_carry, parse_question
+from kto_pipeline.sim.users import EMAIL_PATTERN, NAME_PATTERN, PHONE_PATTERN, dump_name
 
 PROJECT = Path(__file__).resolve().parent.parent
 WEEK = "2026-10-05"  # a Monday: a week of the pipeline's default calendar
@@ -109,8 +109,8 @@ def test_the_tokenizer_is_character_level_with_placeholders_and_unk():
 
 def test_trl_tokenises_plain_prompt_completion_rows_as_expected(tiny_base):
     """The training library's TRL-exact lengths: EOS appended, prompt a prefix of the whole."""
-    from kto_pipeline.checkpoints import load_tokenizer
-    from kto_pipeline.training import token_lengths
+    from kto_pipeline.models.checkpoints import load_tokenizer
+    from kto_pipeline.train import token_lengths
 
     tok = load_tokenizer(tiny_base)
     records = [{"prompt": "23+45=", "completion": "68", "label": True},
@@ -173,7 +173,7 @@ def test_pretraining_is_deterministic():
 
 
 def test_the_base_loads_through_the_pipelines_loader(tiny_base):
-    from kto_pipeline.checkpoints import load_causal_lm
+    from kto_pipeline.models.checkpoints import load_causal_lm
 
     model = load_causal_lm(tiny_base)
     assert model.config.hidden_size == 128 and model.config.num_hidden_layers == 2
@@ -206,7 +206,7 @@ def test_batching_and_padding_do_not_change_answers(tiny_base):
 def test_a_lora_checkpoint_is_served_merged(tiny_base, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from kto_pipeline.checkpoints import load_causal_lm, write_manifest
+    from kto_pipeline.models.checkpoints import load_causal_lm, write_manifest
 
     model = get_peft_model(load_causal_lm(tiny_base), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     folder = tmp_path / "lora"
@@ -286,7 +286,7 @@ def test_pii_is_pasted_before_the_question_and_detectable():
 
 
 def test_the_pipelines_redaction_replaces_the_pasted_pii():
-    from kto_pipeline.redaction import RedactionConfig, engines_for
+    from kto_pipeline.curate.redaction import RedactionConfig, engines_for
 
     engines = engines_for(RedactionConfig())
     traffic = _week(oracle, n=300, pii_share=1.0, repeat_share=0.0)
@@ -295,7 +295,7 @@ def test_the_pipelines_redaction_replaces_the_pasted_pii():
         found = {r.entity_type for r in engines.analyze(rec["prompt"])}
         assert found & {"EMAIL_ADDRESS", "PHONE_NUMBER"}, rec["prompt"]
         assert not {r.entity_type for r in engines.analyze(question_of(rec["prompt"]))}  # the sum is not PII
-    from kto_pipeline.redaction import redact
+    from kto_pipeline.curate.redaction import redact
 
     rows = pd.DataFrame({"record_id": ["r1"], "prompt": [traffic.records[0]["prompt"]], "prompt_messages": [None],
                          "completion": ["68"]})
@@ -332,8 +332,8 @@ def test_a_week_is_deterministic_for_a_seed_and_model(tiny_base):
 
 
 def test_a_week_dump_ingests_cleanly_into_its_week(tmp_path, tiny_base):
-    from kto_pipeline.dumps import list_dumps
-    from kto_pipeline.ingest import ingest
+    from kto_pipeline.ingest.dumps import list_dumps
+    from kto_pipeline.ingest.load import ingest
 
     traffic = simulate_week(tiny_base, task_split().week_prompts(0, 400), WEEK, seed=1, model_version="base-v0")
     path = write_week_dump(traffic.records, tmp_path / "dumps", WEEK)
@@ -372,7 +372,7 @@ def test_positive_examples_take_thumbs_ups_and_edits():
 
 
 def test_sft_on_positives_writes_a_loadable_full_checkpoint(tmp_path, tiny_base):
-    from kto_pipeline.checkpoints import load_causal_lm, read_manifest
+    from kto_pipeline.models.checkpoints import load_causal_lm, read_manifest
 
     traffic = _week(tiny_base, n=200)
     out = train_sft_on_positives(tiny_base, traffic.records, steps=3, batch=8, output_dir=tmp_path / "sft",
@@ -390,7 +390,7 @@ def test_sft_on_positives_writes_a_loadable_full_checkpoint(tmp_path, tiny_base)
 
 
 def test_the_recommended_recipe_is_valid_and_fits_every_prompt():
-    from kto_pipeline.training import KTORecipe
+    from kto_pipeline.train import KTORecipe
 
     recipe = KTORecipe.from_dict(tiny_kto_recipe())
     assert recipe.full_finetune and recipe.beta == 2.0 and recipe.learning_rate == 5e-5
@@ -403,9 +403,9 @@ def test_the_recommended_recipe_is_valid_and_fits_every_prompt():
 
 def test_a_simulated_week_trains_with_the_pipelines_kto_trainer(tmp_path, tiny_base):
     """Ingest → train_kto for two steps: the tokenizer, plain rows and the checkpoint all fit."""
-    from kto_pipeline.dumps import list_dumps
-    from kto_pipeline.ingest import ingest
-    from kto_pipeline.training import train_kto
+    from kto_pipeline.ingest.dumps import list_dumps
+    from kto_pipeline.ingest.load import ingest
+    from kto_pipeline.train import train_kto
 
     traffic = _week(tiny_base, n=120)
     write_week_dump(traffic.records, tmp_path / "dumps", WEEK)
@@ -419,7 +419,7 @@ def test_a_simulated_week_trains_with_the_pipelines_kto_trainer(tmp_path, tiny_b
 
 
 def test_the_simulator_never_imports_dagster():
-    code = ("import sys, kto_pipeline.simulator as s; s.task_split(); "
+    code = ("import sys, kto_pipeline.sim as s; s.task_split(); "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_pipes')); "
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
@@ -434,7 +434,7 @@ def test_a_served_model_object_is_accepted(tiny_base):
 
 
 def test_the_bundled_base_models_match_their_scenarios():
-    from kto_pipeline.simulator import SCENARIOS, bundled_base, read_base_info
+    from kto_pipeline.sim import SCENARIOS, bundled_base, read_base_info
 
     bundled = {name: bundled_base(name) for name in SCENARIOS}
     assert bundled["carry_bug"] is not None  # the main job's default must not pretrain on a fresh machine

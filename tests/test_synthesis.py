@@ -32,7 +32,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kto_pipeline.contract import (
+from kto_pipeline.ingest.contract import (
     ROW_DTYPES,
     SIGNAL_EDIT_ORIGINAL,
     SIGNAL_SYNTHETIC_DEGRADED,
@@ -43,7 +43,7 @@ from kto_pipeline.contract import (
     content_hash,
     frame_from_records,
 )
-from kto_pipeline.synthesis import (
+from kto_pipeline.curate.synthesis import (
     DROPPED_DTYPES,
     PIPELINE_NAME,
     SynthesisConfig,
@@ -57,7 +57,7 @@ from kto_pipeline.synthesis import (
     target_counts,
     teacher_messages,
 )
-from kto_pipeline.tiny_models import build_tiny_causal_lm
+from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
 
 PROJECT = Path(__file__).resolve().parent.parent
 T0 = pd.Timestamp("2026-03-02 09:00", tz="UTC")
@@ -163,7 +163,7 @@ def network_guard(log: Path):
 def citation_trap():
     """What makes distilabel's Distiset creation fetch BibTeX: bs4 importable and a step
     whose docstring cites arXiv (distiset.py `_grab_citations` → utils/docstring.py `get_bibtex`)."""
-    from kto_pipeline.synthesis import _import_distilabel
+    from kto_pipeline.curate.synthesis import _import_distilabel
 
     _import_distilabel()
     from distilabel.steps.tasks import ChatGeneration
@@ -193,9 +193,9 @@ def guarded(tmp: Path):
 
 @contextmanager
 def capture_module_logs():
-    """Records of kto_pipeline.synthesis (the child's forwarded console output lands there)."""
+    """Records of kto_pipeline.curate.synthesis (the child's forwarded console output lands there)."""
     handler = _ListHandler()
-    log = logging.getLogger("kto_pipeline.synthesis")
+    log = logging.getLogger("kto_pipeline.curate.synthesis")
     old_level = log.level
     log.setLevel(logging.DEBUG)
     log.addHandler(handler)
@@ -482,7 +482,7 @@ def test_apply_cap_keeps_plan_order_and_respects_the_share():
 def test_teacher_config_and_llm_factory():
     import pickle
 
-    from kto_pipeline.synthesis import _import_distilabel
+    from kto_pipeline.curate.synthesis import _import_distilabel
 
     _import_distilabel()
     from distilabel.models.llms import OpenAILLM, TransformersLLM
@@ -668,7 +668,7 @@ def test_runs_from_a_plain_python_process_quietly_and_not_in_home(tiny_model, tm
         sys.path.insert(0, {str(PROJECT)!r})
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_synthesis import desirable_short_rows, sampling_teacher
-        from kto_pipeline.synthesis import plan_synthesis, generate_synthetic
+        from kto_pipeline.curate.synthesis import plan_synthesis, generate_synthetic
         from pathlib import Path
         plan = plan_synthesis(desirable_short_rows())
         # torch's default threads in the worker: a forked worker deadlocks on OpenMP only with > 1

@@ -1,6 +1,6 @@
 import pytest
 
-from kto_pipeline.tiny_models import MARKER, TinyModelSpec, build_tiny_causal_lm
+from kto_pipeline.devtools.tiny_models import MARKER, TinyModelSpec, build_tiny_causal_lm
 
 
 def test_a_tiny_model_folder_is_built_once_and_reused(tmp_path):

@@ -18,9 +18,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from kto_pipeline.checkpoints import read_manifest
-from kto_pipeline.tiny_models import build_tiny_causal_lm
-from kto_pipeline.training import (
+from kto_pipeline.models.checkpoints import read_manifest
+from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
+from kto_pipeline.train import (
     CollapseDetector,
     KTORecipe,
     _make_health_callback,
@@ -98,7 +98,7 @@ def assert_same_tensors(a: dict, b: dict) -> None:
 
 
 def test_the_library_never_imports_dagster():
-    code = ("import sys, kto_pipeline.training as t; t.KTORecipe(); "
+    code = ("import sys, kto_pipeline.train as t; t.KTORecipe(); "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_pipes')); "
             "assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
@@ -142,7 +142,7 @@ def test_length_buckets_keep_blocks_together_and_rows_unchanged(seed):
 
 
 def test_prepare_records_bucketing_keeps_the_row_multiset(base_model):
-    from kto_pipeline.checkpoints import load_tokenizer
+    from kto_pipeline.models.checkpoints import load_tokenizer
 
     tok = load_tokenizer(base_model)
     rows = make_rows(37, WEEK1, seed=3)
@@ -159,7 +159,7 @@ def test_prepare_records_bucketing_keeps_the_row_multiset(base_model):
 
 
 def test_prepare_records_formats_and_drops_overlong_prompts(base_model):
-    from kto_pipeline.checkpoints import load_tokenizer
+    from kto_pipeline.models.checkpoints import load_tokenizer
 
     tok = load_tokenizer(base_model)
     recipe = KTORecipe.from_dict({"per_device_train_batch_size": 4, "max_length": 96})
@@ -347,7 +347,7 @@ def _completion_logps(model, tokenizer, records, max_length: int) -> list[float]
 
 
 def test_next_week_continues_the_adapter_against_last_weeks_model(tmp_path, week1, base_model):
-    from kto_pipeline.checkpoints import load_causal_lm, load_tokenizer
+    from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer
 
     week2_rows, eval_rows = make_rows(36, WEEK2, seed=2), make_rows(12, WEEK2, seed=5)
     res = train_kto(week2_rows, base_model=base_model, init_from=week1.result.output_dir, output_dir=tmp_path / "out",
@@ -430,7 +430,7 @@ def test_two_processes_with_accelerate_launch(tmp_path, base_model):
     # processes use gloo on CPU. (`--cpu` alone starts one process unless mpirun is present.)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-           "-m", "kto_pipeline.training", "--spec", str(tmp_path / "spec.json")]
+           "-m", "kto_pipeline.train", "--spec", str(tmp_path / "spec.json")]
     proc = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = [json.loads(line[len("KTO_LOG "):]) for line in proc.stdout.splitlines() if line.startswith("KTO_LOG ")]
@@ -447,11 +447,11 @@ def test_adapter_config_is_written_the_same_whatever_the_hash_seed(tmp_path):
     import subprocess
     import sys
 
-    from kto_pipeline.checkpoints import canonical_adapter_config
+    from kto_pipeline.models.checkpoints import canonical_adapter_config
 
     # PEFT writes target_modules in set order, which follows PYTHONHASHSEED.
     script = (
-        "import sys; from peft import LoraConfig; from kto_pipeline.checkpoints import canonical_adapter_config; "
+        "import sys; from peft import LoraConfig; from kto_pipeline.models.checkpoints import canonical_adapter_config; "
         "LoraConfig(r=4, target_modules=['q_proj','k_proj','v_proj','o_proj','gate_proj','up_proj']).save_pretrained(sys.argv[1]); "
         "canonical_adapter_config(sys.argv[1]) if sys.argv[2] == '1' else None"
     )

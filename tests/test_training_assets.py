@@ -10,8 +10,8 @@ from conftest import materialization_metadata as _meta
 
 from assets.partitions import feedback_weeks
 from assets.training import eval_report, kto_checkpoint
-from kto_pipeline.checkpoints import read_manifest
-from kto_pipeline.registry import ModelRegistry
+from kto_pipeline.models.checkpoints import read_manifest
+from kto_pipeline.models.registry import ModelRegistry
 from resources import ParquetIOManager
 from resources.trainer import KTOTrainerResource
 

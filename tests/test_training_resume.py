@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 
 from assets.partitions import feedback_weeks
 from assets.training import kto_checkpoint
-from kto_pipeline.registry import ModelRegistry
-from kto_pipeline.training import TRAINER_DIR, latest_checkpoint, run_spec
+from kto_pipeline.models.registry import ModelRegistry
+from kto_pipeline.train import TRAINER_DIR, latest_checkpoint, run_spec
 from resources import ParquetIOManager
 from resources.trainer import KTOTrainerResource, TrainerPipesClient
 from test_training_assets import RECIPE, WEEK1, _meta, week_rows

@@ -138,9 +138,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def dagster_dev(tmp_path_factory):
-    from kto_pipeline.cli import demo_models_env
-    from kto_pipeline.dagster_cli import OFFLINE_ENV
-    from kto_pipeline.sample_data import SAMPLE_DIR
+    from kto_pipeline.app.cli import demo_models_env
+    from kto_pipeline.app.dagster_command import OFFLINE_ENV
+    from kto_pipeline.devtools.sample_data import SAMPLE_DIR
 
     root = tmp_path_factory.mktemp("ui")
     home = root / "dagster_home"
@@ -253,7 +253,7 @@ query($key: AssetKeyInput!, $partitions: [String!]) {
 @pytest.fixture(scope="module")
 def retrain_run(dagster_dev):
     """retrain_job for WEEK, launched through GraphQL and polled until it ends; its id and status."""
-    from kto_pipeline.dagster_cli import IN_PROCESS
+    from kto_pipeline.app.dagster_command import IN_PROCESS
 
     params = {
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": "retrain_job"},
@@ -294,7 +294,7 @@ def _run_errors(server: DagsterDev, run_id: str) -> str:
 
 
 def _report_summary(server: DagsterDev) -> dict:
-    from kto_pipeline.registry import EVAL_SUMMARY
+    from kto_pipeline.models.registry import EVAL_SUMMARY
 
     path = server.home / "models" / "reports" / WEEK / EVAL_SUMMARY
     assert path.is_file(), f"eval_report wrote no {path}" + server.log_tail()

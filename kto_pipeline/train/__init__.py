@@ -8,7 +8,7 @@ balance step), a base model and optionally last week's checkpoint, and trains wi
 or a full model, the tokenizer, a README.md model card with the data lineage, and
 `kto_checkpoint.json` through `checkpoints.write_manifest`) and returns a `TrainResult` with
 the final metrics and a health verdict. The library never imports Dagster: the orchestration
-layer runs it in-process or through `python -m kto_pipeline.training --spec spec.json`
+layer runs it in-process or through `python -m kto_pipeline.train --spec spec.json`
 (also under `accelerate launch`), and receives live metrics through the `on_log` callable.
 
 Decisions (and why)
@@ -46,8 +46,8 @@ Decisions (and why)
   desirable and undesirable rewards falling together (with the desirable reward below zero)
   for `collapse_patience` consecutive logs, or a non-finite loss. It stops training
   (`control.should_training_stop`), and the result and manifest say so with the evidence.
-* **Launching.** `python -m kto_pipeline.training --spec spec.json` runs one process;
-  `accelerate launch --multi_gpu --num_processes N -m kto_pipeline.training --spec spec.json`
+* **Launching.** `python -m kto_pipeline.train --spec spec.json` runs one process;
+  `accelerate launch --multi_gpu --num_processes N -m kto_pipeline.train --spec spec.json`
   runs N data-parallel ranks (NCCL on GPUs; gloo on CPU when no GPU is present or the spec
   says "device": "cpu"). `accelerate launch --cpu` alone starts a single process unless
   mpirun is installed. Every rank trains; only rank 0 writes the folder and the result.
@@ -77,8 +77,8 @@ from typing import Any
 
 import pandas as pd
 
-from kto_pipeline.trl_rows import choose_data_format, trl_example
-from kto_pipeline.checkpoints import (
+from kto_pipeline.train.examples import choose_data_format, trl_example
+from kto_pipeline.models.checkpoints import (
     MANIFEST,
     canonical_adapter_config,
     load_causal_lm,
@@ -985,7 +985,7 @@ def _log_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Module entry point: python -m kto_pipeline.training --spec spec.json  (or accelerate launch)
+# Module entry point: python -m kto_pipeline.train --spec spec.json  (or accelerate launch)
 # --------------------------------------------------------------------------------------------
 
 
@@ -1030,7 +1030,7 @@ def run_spec(spec: Mapping[str, Any], on_log: LogCallback | None = print_log) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kto_pipeline.training", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m kto_pipeline.train", description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="JSON file: see run_spec")
     ns = parser.parse_args(argv)
     result = run_spec(json.loads(Path(ns.spec).read_text()))

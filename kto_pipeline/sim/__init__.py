@@ -26,14 +26,14 @@ records, dumps), `measure` (held-out accuracy), `sft` (the SFT-on-positives arm)
 (the recommended tiny-model KTO recipe), `runtime` (thread setting for small CPUs).
 """
 
-from kto_pipeline.simulator.base_model import base_model_dir, build_base_model, bundled_base, read_base_info
-from kto_pipeline.simulator.measure import EVAL_SEED, ModelReport, evaluate_model, heldout_accuracy
-from kto_pipeline.simulator.recipe import MAX_LENGTH, TINY_KTO_RECIPE, kto_steps, tiny_kto_recipe
-from kto_pipeline.simulator.runtime import torch_threads
-from kto_pipeline.simulator.scenarios import SCENARIOS, ModelShape, Scenario, get_scenario
-from kto_pipeline.simulator.serving import Answerer, ModelRef, ServedModel, load_served, sample_answers
-from kto_pipeline.simulator.sft import positive_examples, train_sft_on_positives
-from kto_pipeline.simulator.task import (
+from kto_pipeline.sim.base_model import base_model_dir, build_base_model, bundled_base, read_base_info
+from kto_pipeline.sim.measure import EVAL_SEED, ModelReport, evaluate_model, heldout_accuracy
+from kto_pipeline.sim.recipe import MAX_LENGTH, TINY_KTO_RECIPE, kto_steps, tiny_kto_recipe
+from kto_pipeline.sim.runtime import torch_threads
+from kto_pipeline.sim.scenarios import SCENARIOS, ModelShape, Scenario, get_scenario
+from kto_pipeline.sim.serving import Answerer, ModelRef, ServedModel, load_served, sample_answers
+from kto_pipeline.sim.sft import positive_examples, train_sft_on_positives
+from kto_pipeline.sim.task import (
     TaskSplit,
     accuracy,
     build_tokenizer,
@@ -43,7 +43,7 @@ from kto_pipeline.simulator.task import (
     right_answer,
     task_split,
 )
-from kto_pipeline.simulator.users import Ask, OracleUser, WeekTraffic, dump_name, simulate_week, write_week_dump
+from kto_pipeline.sim.users import Ask, OracleUser, WeekTraffic, dump_name, simulate_week, write_week_dump
 
 __all__ = [
     "EVAL_SEED", "MAX_LENGTH", "SCENARIOS", "TINY_KTO_RECIPE",

@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kto_pipeline.simulator.serving import ModelRef, sample_answers
-from kto_pipeline.simulator.task import is_right, question_of, right_answer
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.sim.serving import ModelRef, sample_answers
+from kto_pipeline.sim.task import is_right, question_of, right_answer
+from kto_pipeline.core.weeks import WeekCalendar
 
 DUMP_PREFIX = "feedback-"
 APP_METADATA = {"app": "adder-simulator"}

@@ -33,10 +33,10 @@ from typing import Any
 
 import pandas as pd
 
-from kto_pipeline.checkpoints import read_manifest
-from kto_pipeline.dagster_cli import OFFLINE_ENV, execute_week
-from kto_pipeline.registry import EVAL_SUMMARY, ModelRegistry
-from kto_pipeline.simulator import (
+from kto_pipeline.models.checkpoints import read_manifest
+from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
+from kto_pipeline.models.registry import EVAL_SUMMARY, ModelRegistry
+from kto_pipeline.sim import (
     OracleUser,
     build_base_model,
     bundled_base,
@@ -48,7 +48,7 @@ from kto_pipeline.simulator import (
     train_sft_on_positives,
     write_week_dump,
 )
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.core.weeks import WeekCalendar
 
 Say = Callable[[str], None]
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from kto_pipeline.simulator.task import parse_question
+from kto_pipeline.sim.task import parse_question
 
 DOMINANT_ERRORS = ("drop_carry", "phantom_carry")
 MINOR_ERRORS = ("plus_minus_one", "plus_minus_ten", "digit_swap", "random")

@@ -40,12 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from kto_pipeline.simulator.measure import evaluate_model
-from kto_pipeline.simulator.runtime import torch_threads
-from kto_pipeline.simulator.scenarios import Scenario, corrupted_answer, get_scenario
-from kto_pipeline.simulator.serving import ServedModel
-from kto_pipeline.simulator.task import ALL_PROMPTS, build_tokenizer
-from kto_pipeline.tiny_models import random_llama
+from kto_pipeline.sim.measure import evaluate_model
+from kto_pipeline.sim.runtime import torch_threads
+from kto_pipeline.sim.scenarios import Scenario, corrupted_answer, get_scenario
+from kto_pipeline.sim.serving import ServedModel
+from kto_pipeline.sim.task import ALL_PROMPTS, build_tokenizer
+from kto_pipeline.devtools.tiny_models import random_llama
 
 MARKER = "simulator_base.json"
 IGNORE_INDEX = -100

@@ -20,7 +20,7 @@ from typing import Any
 import fsspec
 import pyarrow.parquet as pq
 
-from kto_pipeline.contract import RAW_PREVIEW_CHARS, Reason
+from kto_pipeline.ingest.contract import RAW_PREVIEW_CHARS, Reason
 
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from kto_pipeline.checkpoints import read_manifest
-from kto_pipeline.dagster_cli import OFFLINE_ENV, execute_week
-from kto_pipeline.dumps import list_dumps
-from kto_pipeline.ingest import IngestOptions, ingest, records_kept
-from kto_pipeline.registry import ModelRegistry
-from kto_pipeline.sample_data import SAMPLE_DIR, build_sample
-from kto_pipeline.tiny_models import build_tiny_causal_lm
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.models.checkpoints import read_manifest
+from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
+from kto_pipeline.ingest.dumps import list_dumps
+from kto_pipeline.ingest.load import IngestOptions, ingest, records_kept
+from kto_pipeline.models.registry import ModelRegistry
+from kto_pipeline.devtools.sample_data import SAMPLE_DIR, build_sample
+from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
+from kto_pipeline.core.weeks import WeekCalendar
 
 
 def prepare_home(home: Path, instance_yaml: Path) -> Path:
@@ -169,7 +169,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from kto_pipeline.simulation import SimulationConfig, results_table, run_simulation
+    from kto_pipeline.sim.simulation import SimulationConfig, results_table, run_simulation
 
     project = Path(args.project).resolve()
     home = prepare_home(Path(os.environ.get("DAGSTER_HOME") or project / ".dagster_home").resolve(), project / "dagster.yaml")

@@ -31,9 +31,9 @@ from typing import Any, Union
 
 import numpy as np
 
-from kto_pipeline.checkpoints import load_causal_lm, load_tokenizer
-from kto_pipeline.simulator.runtime import torch_threads
-from kto_pipeline.simulator.task import TASK_CHARS, UNKNOWN_TEXT
+from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer
+from kto_pipeline.sim.runtime import torch_threads
+from kto_pipeline.sim.task import TASK_CHARS, UNKNOWN_TEXT
 
 MAX_NEW_TOKENS = 4
 DEFAULT_BATCH = 1024

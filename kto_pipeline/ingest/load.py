@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from kto_pipeline.adapters import adapt
-from kto_pipeline.contract import (
+from kto_pipeline.ingest.adapters import adapt
+from kto_pipeline.ingest.contract import (
     QUARANTINE_DTYPES,
     ROW_DTYPES,
     SIGNAL_EDIT,
@@ -41,9 +41,9 @@ from kto_pipeline.contract import (
     parse_timestamp,
     render_messages,
 )
-from kto_pipeline.dumps import DumpFile, read_dump, safe_preview
-from kto_pipeline.edits import is_trivial_edit
-from kto_pipeline.weeks import WeekCalendar
+from kto_pipeline.ingest.dumps import DumpFile, read_dump, safe_preview
+from kto_pipeline.ingest.edits import is_trivial_edit
+from kto_pipeline.core.weeks import WeekCalendar
 
 _TIMESTAMP_KEYS = ("timestamp", "created_at", "start_time", "created", "time")
 # Clock skew allowed between the app that logged a record and the store that holds its dump.

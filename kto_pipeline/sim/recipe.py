@@ -6,7 +6,7 @@ full fine-tune with the reference precomputed (reference = last week's model), �
 3e-4 collapses), batch 32, 4 epochs (~150 steps for ~1,190 rows), fp32, no gradient
 checkpointing.
 
-Measured through `kto_pipeline.training.train_kto` (carry_bug base 0.349 at T=1; one week =
+Measured through `kto_pipeline.train.train_kto` (carry_bug base 0.349 at T=1; one week =
 1,000 fresh prompts, 10% PII redacted by the pipeline, 1,186 rows after ingest, class weights
 from `balance`, no dedup, seed 0): week 1 → 0.443 (+9.4 points; greedy 0.577 → 0.841,
 carry-greedy 0.04 → 0.77), train_kto 13–33 s wall single-threaded on the shared 2-core
@@ -32,7 +32,7 @@ instead of padding nearly every batch to their length (padding 2.5% instead of 7
 took half the time, with the same accuracy: 0.443 bucketed, 0.434 not).
 
 Class weights are not part of the recipe: they are recomputed each week from the row counts
-(`kto_pipeline.balance.kto_class_weights`, target ratio 7/6, close to the notes' 1.15).
+(`kto_pipeline.curate.balance.kto_class_weights`, target ratio 7/6, close to the notes' 1.15).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from kto_pipeline.simulator.task import longest_logged_prompt_chars
+from kto_pipeline.sim.task import longest_logged_prompt_chars
 
 MAX_ANSWER_TOKENS = 4  # up to 3 digits + EOS
 

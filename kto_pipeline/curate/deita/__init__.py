@@ -294,7 +294,7 @@ class TransformersScoreBackend(ScoreBackend):
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from .checkpoints import load_tokenizer
+            from kto_pipeline.models.checkpoints import load_tokenizer
 
             with self._lock:
                 if self._tokenizer is None:
@@ -304,7 +304,7 @@ class TransformersScoreBackend(ScoreBackend):
     @property
     def model(self):
         if self._model is None:
-            from .checkpoints import load_causal_lm
+            from kto_pipeline.models.checkpoints import load_causal_lm
 
             with self._lock:
                 if self._model is None:
@@ -441,7 +441,7 @@ class OpenAIScoreBackend(ScoreBackend):
     def measure_tokenizer(self):
         if self._tokenizer is None and self._tokenizer_ref is not None:
             if isinstance(self._tokenizer_ref, (str, Path)):
-                from .checkpoints import load_tokenizer
+                from kto_pipeline.models.checkpoints import load_tokenizer
 
                 self._tokenizer = load_tokenizer(self._tokenizer_ref)
             else:

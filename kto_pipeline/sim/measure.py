@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kto_pipeline.simulator.serving import ModelRef, sample_answers
-from kto_pipeline.simulator.task import TaskSplit, accuracy, has_carry, task_split
+from kto_pipeline.sim.serving import ModelRef, sample_answers
+from kto_pipeline.sim.task import TaskSplit, accuracy, has_carry, task_split
 
 EVAL_SEED = 1234  # apart from traffic seeds, and fixed: every model is scored on these draws
 N_SAMPLES = 2000

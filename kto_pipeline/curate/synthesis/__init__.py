@@ -71,7 +71,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
-from kto_pipeline.contract import (
+from kto_pipeline.ingest.contract import (
     ROW_DTYPES,
     SIGNAL_SYNTHETIC_DEGRADED,
     SIGNAL_SYNTHETIC_IMPROVED,
@@ -558,13 +558,13 @@ def teacher_messages(request: GenerationRequest, signal: str, config: SynthesisC
 # ---------------------------------------------------------------------------------------
 
 RESULT_FILE = "result.json"
-_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]  # the checkout root, above kto_pipeline/
 # Appended, not prepended: the checkout root also holds top-level `assets`, `resources` and
 # `tests` folders, which must not shadow anything. An installed kto_pipeline is found first;
 # `_child_main` checks it is this very file.
 _CHILD_ENTRY = (
     f"import sys; sys.path.append({str(_PACKAGE_ROOT)!r}); "
-    "from kto_pipeline.synthesis import _child_main; _child_main()"
+    "from kto_pipeline.curate.synthesis import _child_main; _child_main()"
 )
 
 

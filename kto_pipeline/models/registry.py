@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kto_pipeline.checkpoints import read_manifest
+from kto_pipeline.models.checkpoints import read_manifest
 
 EVAL_SUMMARY = "eval_summary.json"  # in a report folder: the report's numbers and the decision, for tools
 

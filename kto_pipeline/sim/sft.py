@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kto_pipeline.checkpoints import load_causal_lm, load_tokenizer, read_manifest, replace_folder, write_manifest
-from kto_pipeline.simulator.runtime import torch_threads
+from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, read_manifest, replace_folder, write_manifest
+from kto_pipeline.sim.runtime import torch_threads
 
 IGNORE_INDEX = -100
 ARM = "sft_positives"

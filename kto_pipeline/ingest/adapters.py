@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kto_pipeline.contract import CanonicalRecord, ContractError, Reason
+from kto_pipeline.ingest.contract import CanonicalRecord, ContractError, Reason
 
 ADAPTER_FORMATS = ("auto", "contract", "trl", "openai", "paired", "langfuse", "langsmith")
 

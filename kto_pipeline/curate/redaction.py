@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from kto_pipeline.contract import render_messages
+from kto_pipeline.ingest.contract import render_messages
 
 # Presidio's pattern-based entities that are PII. DATE_TIME and UUID are left out by default:
 # they are not personal, and redacting them would damage the training text.

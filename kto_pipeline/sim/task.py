@@ -34,7 +34,7 @@ TASK_SEED = 0  # the held-out set and the traffic order; fixed so every run comp
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 TASK_CHARS = "0123456789+="
 # Placeholders that Presidio's entity counter writes into prompts this simulator produces
-# (see kto_pipeline.redaction); indices beyond 3 or other types fall back to <unk>s.
+# (see kto_pipeline.curate.redaction); indices beyond 3 or other types fall back to <unk>s.
 PLACEHOLDER_TYPES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "URL")
 PLACEHOLDERS: tuple[str, ...] = tuple(f"<{t}_{i}>" for t in PLACEHOLDER_TYPES for i in (1, 2, 3))
 # What a sampled token that is neither task text nor EOS is shown as. "?" is itself unknown
@@ -123,7 +123,7 @@ def task_split(seed: int = TASK_SEED, n_heldout: int = N_HELDOUT) -> TaskSplit:
 
 def longest_logged_prompt_chars() -> int:
     """Characters (= tokens, before redaction) of the longest prompt users can log."""
-    from kto_pipeline.simulator.users import longest_pii_prompt
+    from kto_pipeline.sim.users import longest_pii_prompt
 
     return max(len(ALL_PROMPTS[-1]), len(longest_pii_prompt("99+99=")))
 

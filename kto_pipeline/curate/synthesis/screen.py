@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from kto_pipeline.dedup import DedupConfig, DedupHistory, deduplicate, embed_rows, normalise_text
-from kto_pipeline.redaction import RedactionConfig, redact, scan_for_leaks
-from kto_pipeline.synthesis import SynthesisPlan, apply_cap
+from kto_pipeline.curate.dedup import DedupConfig, DedupHistory, deduplicate, embed_rows, normalise_text
+from kto_pipeline.curate.redaction import RedactionConfig, redact, scan_for_leaks
+from kto_pipeline.curate.synthesis import SynthesisPlan, apply_cap
 
 PII_LEFT = "pii_left"
 COPIED_SOURCE = "copied_source"

@@ -1,0 +1,1 @@
+"""The app: the `kto-pipeline` command and the driver of `dagster` commands."""

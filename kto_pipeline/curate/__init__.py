@@ -1,0 +1,1 @@
+"""Curate: redaction, deduplication, DEITA scoring and selection, class balance, synthetic top-up."""

@@ -1,0 +1,1 @@
+"""Ingest: feedback dumps → contract rows (readers, adapters per export format, edits, quarantine)."""

@@ -1,0 +1,1 @@
+"""Models: checkpoint folders and their manifest, and the registry of promotions."""
