@@ -37,8 +37,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from kto_pipeline.core.missing import is_missing
 from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer
-from kto_pipeline.train.examples import DATA_FORMATS, choose_data_format, is_missing, trl_example
+from kto_pipeline.train.examples import DATA_FORMATS, choose_data_format, trl_example
 
 DEFAULT_BETA = 0.1  # KTOConfig.beta
 DEFAULT_BATCH_SIZE = 8

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from kto_pipeline.core.missing import is_missing
+
 
 class Reason:
     """Quarantine reasons. Stable strings: dashboards and tests key on them."""
@@ -208,15 +210,6 @@ def render_messages(messages: list[dict[str, str]]) -> str:
     """One deterministic text rendering of a transcript, for text-level steps (PII, dedup)."""
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
-
-def is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    if isinstance(value, str) and not value.strip():
-        return True
-    return False
 
 
 def optional_str(value: Any, name: str) -> str | None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import pandas as pd
 
+from kto_pipeline.core.missing import is_missing
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.adapters import adapt
 from kto_pipeline.ingest.contract import (
     QUARANTINE_DTYPES,
@@ -33,7 +35,6 @@ from kto_pipeline.ingest.contract import (
     Reason,
     content_hash,
     frame_from_records,
-    is_missing,
     metadata_json,
     normalise_label,
     normalise_messages,
@@ -43,7 +44,6 @@ from kto_pipeline.ingest.contract import (
 )
 from kto_pipeline.ingest.dumps import DumpFile, read_dump, safe_preview
 from kto_pipeline.ingest.edits import is_trivial_edit
-from kto_pipeline.core.weeks import WeekCalendar
 
 _TIMESTAMP_KEYS = ("timestamp", "created_at", "start_time", "created", "time")
 # Clock skew allowed between the app that logged a record and the store that holds its dump.

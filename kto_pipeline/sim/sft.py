@@ -27,15 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kto_pipeline.core.missing import is_missing
 from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, read_manifest, replace_folder, write_manifest
 from kto_pipeline.sim.runtime import torch_threads
 
 IGNORE_INDEX = -100
 ARM = "sft_positives"
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value)) or (isinstance(value, str) and not value)
 
 
 def positive_examples(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -48,7 +45,7 @@ def positive_examples(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> list[
     out = []
     for rec in records:
         edit = rec.get("edited_completion")
-        if not _missing(edit):
+        if not is_missing(edit):
             out.append((str(rec["prompt"]), str(edit)))
         elif bool(rec["label"]):
             out.append((str(rec["prompt"]), str(rec["completion"])))

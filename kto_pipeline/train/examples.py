@@ -15,20 +15,10 @@ from typing import Any
 
 import pandas as pd
 
+from kto_pipeline.core.missing import is_missing
+
 DATA_FORMATS = ("auto", "conversational", "plain")
 
-
-def is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    if isinstance(value, str):
-        return not value.strip()
-    if isinstance(value, (list, tuple, dict)):
-        return False
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def choose_data_format(rows: pd.DataFrame | Iterable[Mapping[str, Any]], tokenizer: Any, requested: str = "auto") -> str:

@@ -64,6 +64,8 @@ import pandas as pd
 import xxhash
 from datasketch import MinHash, MinHashLSH
 
+from kto_pipeline.core.missing import is_missing
+
 # ---------------------------------------------------------------------------------------
 # Reasons and the sketch scheme
 # ---------------------------------------------------------------------------------------
@@ -650,7 +652,7 @@ class DedupHistory:
         emb = _decode(frame["embedding"], np.dtype("<f4"), None, "embedding")
         weeks = frame["week"].to_numpy(dtype=object) if "week" in frame.columns else None
         if weeks is not None:
-            weeks = np.array([None if _isna(w) else str(w) for w in weeks], dtype=object)
+            weeks = np.array([None if is_missing(w) else str(w) for w in weeks], dtype=object)
         return cls(
             row_ids=np.array([str(r) for r in frame["row_id"]], dtype=object),
             labels=frame["label"].to_numpy(dtype=bool),
@@ -675,14 +677,10 @@ def _as_matrix(values, dtype, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def _isna(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
 def _distinct(values) -> list[str]:
     out: list[str] = []
     for v in values:
-        if _isna(v):
+        if is_missing(v):
             continue
         v = str(v)
         if v not in out:
@@ -874,7 +872,7 @@ def deduplicate(
         minhash_prompt=sig_p[kept_idx],
         minhash_completion=sig_c[kept_idx],
         embeddings=emb[kept_idx],
-        weeks=None if weeks is None else np.array([None if _isna(w) else str(w) for w in weeks], dtype=object),
+        weeks=None if weeks is None else np.array([None if is_missing(w) else str(w) for w in weeks], dtype=object),
         sketch=config.sketch,
         embedding_model=config.embedding_model,
     )

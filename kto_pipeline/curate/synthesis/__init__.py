@@ -71,6 +71,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
+from kto_pipeline.core.missing import is_missing
 from kto_pipeline.ingest.contract import (
     ROW_DTYPES,
     SIGNAL_SYNTHETIC_DEGRADED,
@@ -471,7 +472,7 @@ def _conversation(prompt: str, prompt_messages: Any) -> tuple[str, list[dict[str
 
 
 def _opt(value: Any) -> str | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA else str(value)
+    return None if is_missing(value) else str(value)
 
 
 def plan_synthesis(rows: pd.DataFrame, config: SynthesisConfig | None = None) -> SynthesisPlan:
