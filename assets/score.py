@@ -14,7 +14,7 @@ from assets.metadata import counts_table, frame_metadata, label_balance
 from assets.partitions import feedback_weeks
 from kto_pipeline.core.accounting import account_rows
 from kto_pipeline.curate.dedup import embed_rows
-from kto_pipeline.curate.deita import SelectionConfig, SelectionReason, select_diverse
+from kto_pipeline.curate.select import SelectionConfig, SelectionReason, select_diverse
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
 from resources.scorer import DeitaScorerResource

@@ -291,7 +291,8 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
     """DEITA scoring (all rows, or a sample and an extrapolation), DEITA's selection and the KTO
     balance on all of the week's deduplicated rows, with the scoring and selection baselines."""
     from kto_pipeline.curate.balance import BalanceConfig, balance
-    from kto_pipeline.curate.deita import SCORE_COLUMNS, DeitaScorer, SelectionConfig, select_diverse
+    from kto_pipeline.curate.deita import SCORE_COLUMNS, DeitaScorer
+    from kto_pipeline.curate.select import SelectionConfig, select_diverse
 
     n = len(kept)
     stages: list[Stage] = []

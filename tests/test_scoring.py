@@ -18,11 +18,13 @@ from kto_pipeline.curate.deita import (
     QUALITY_TEMPLATE,
     DeitaScorer,
     OpenAIScoreBackend,
-    SelectionConfig,
-    SelectionReason,
     TransformersScoreBackend,
     digit_logprobs,
     digit_token_ids,
+)
+from kto_pipeline.curate.select import (
+    SelectionConfig,
+    SelectionReason,
     greedy_diverse,
     largest_remainder,
     select_diverse,
