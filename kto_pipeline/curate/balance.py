@@ -39,20 +39,25 @@ REASON_DOWNSAMPLED = "class_balance_downsampled"
 
 @dataclass(frozen=True)
 class BalanceConfig:
-    """eval_fraction: share of records held out for evaluation (by record id).
-    max_ratio: majority:minority training-row ratio beyond which the majority is downsampled.
-    target_ratio: the λD·nD/(λU·nU) aimed at when a weight must change; within [1, 4/3].
-    seed: the shuffle and downsampling seed (combined with the week).
-    split_salt: changing it draws a different held-out set.
-    score_column: keep the highest-scoring majority rows when downsampling, if present and scored.
-    """
+    """How a week's rows become KTO training rows: the held-out split, the downsampling of an
+    extreme majority, the class-weight target, the shuffle."""
 
-    eval_fraction: float = 0.1
-    max_ratio: float = 10.0
-    target_ratio: float = 7.0 / 6.0
-    seed: int = 0
-    split_salt: str = "kto-eval-v1"
-    score_column: str = "evol_score"
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Share of records held out for evaluation (chosen by record id, stable across reruns)"}
+    )
+    max_ratio: float = field(
+        default=10.0, metadata={"help": "Majority:minority ratio beyond which the majority class is downsampled"}
+    )
+    target_ratio: float = field(
+        default=7.0 / 6.0,
+        metadata={"help": "λD·nD/(λU·nU) aimed at when a class weight must change (within [1, 4/3])"},
+    )
+    seed: int = field(default=0, metadata={"help": "Shuffle and downsampling seed (combined with the week)"})
+    split_salt: str = field(default="kto-eval-v1", metadata={"help": "Change it to draw a different held-out set"})
+    score_column: str = field(
+        default="evol_score",
+        metadata={"help": "When downsampling, keep the majority rows highest in this column, if present and scored"},
+    )
 
     def __post_init__(self):
         if not 0.0 <= self.eval_fraction < 1.0:

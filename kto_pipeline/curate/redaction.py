@@ -65,15 +65,37 @@ _CRYPTO_HINT = re.compile(r"\b(?:[13][a-km-zA-HJ-NP-Z1-9]{25,34}|bc1[a-z0-9]{20,
 
 @dataclass(frozen=True)
 class RedactionConfig:
-    entities: tuple[str, ...] = PATTERN_ENTITIES
-    score_threshold: float = 0.4  # phone numbers score 0.4 without context words
-    phone_regions: tuple[str, ...] = ("US", "GB")
-    spacy_model: str | None = None  # an installed spaCy NER pipeline (name or path); None: auto
-    ner: bool = True  # use spaCy NER when a pipeline is there (the leak check scans without)
-    workers: int = 0  # processes; 0: one per CPU
-    chunk_records: int = 500  # records per task sent to a worker
-    min_records_per_worker: int = 25_000  # a spawned worker costs ~4 s to start (imports)
-    use_triggers: bool = True
+    """Which Presidio entities are replaced, from which score, and with how many processes."""
+
+    entities: tuple[str, ...] = field(
+        default=PATTERN_ENTITIES, metadata={"help": "Presidio entity types to redact (pattern recognizers)"}
+    )
+    score_threshold: float = field(
+        # Phone numbers score 0.4 without context words.
+        default=0.4, metadata={"help": "Hits at or above this score are replaced, and fail the leak check"}
+    )
+    phone_regions: tuple[str, ...] = field(
+        default=("US", "GB"),
+        metadata={"help": "Regions the phone recognizer parses numbers for (each one costs time)"},
+    )
+    spacy_model: str | None = field(
+        default=None,
+        metadata={"help": "spaCy NER pipeline (name or path) for PERSON and LOCATION; default: an installed en_core_web_*"},
+    )
+    ner: bool = field(
+        default=True,
+        metadata={"help": "Use spaCy NER when a pipeline is there (the leak check always scans without it)"},
+    )
+    workers: int = field(default=0, metadata={"help": "Processes; 0 means one per CPU"})
+    chunk_records: int = field(default=500, metadata={"help": "Records per task sent to a worker"})
+    min_records_per_worker: int = field(
+        # A spawned worker costs ~4 s to start (imports).
+        default=25_000, metadata={"help": "Fewest records that justify one more worker process"}
+    )
+    use_triggers: bool = field(
+        default=True,
+        metadata={"help": "Ask Presidio only for the entities a cheap scan of the text could match (digits, @, ...)"},
+    )
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pandas as pd
 
 from kto_pipeline.core.missing import is_missing
 from kto_pipeline.core.weeks import WeekCalendar
-from kto_pipeline.ingest.adapters import adapt
+from kto_pipeline.ingest.adapters import ADAPTER_FORMATS, adapt
 from kto_pipeline.ingest.contract import (
     QUARANTINE_DTYPES,
     ROW_DTYPES,
@@ -52,10 +52,17 @@ FUTURE_TOLERANCE = pd.Timedelta(days=1)
 
 @dataclass(frozen=True)
 class IngestOptions:
-    format: str = "auto"
-    min_edit_distance: float = 0.02
-    max_text_chars: int = 100_000
-    calendar: WeekCalendar = field(default_factory=WeekCalendar)
+    """How dump records are read: which adapter, which edits count, how long a text may be."""
+
+    format: str = field(default="auto", metadata={"help": f"Adapter: one of {', '.join(ADAPTER_FORMATS)}"})
+    min_edit_distance: float = field(
+        default=0.02,
+        metadata={"help": "Edits closer than this normalised edit distance to the original are ignored"},
+    )
+    max_text_chars: int = field(default=100_000, metadata={"help": "Longer prompts or responses are quarantined"})
+    calendar: WeekCalendar = field(
+        default_factory=WeekCalendar, metadata={"help": "The feedback weeks records are assigned to"}
+    )
 
 
 def records_kept(rows: pd.DataFrame) -> int:
