@@ -9,6 +9,7 @@ checkpoint with random nonzero B matrices.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import subprocess
@@ -20,8 +21,9 @@ import pytest
 import torch
 
 from kto_pipeline import evaluate as ev
-from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, write_manifest
 from kto_pipeline.devtools.tiny_models import TinyModelSpec, build_tiny_causal_lm
+from kto_pipeline.evaluate import compare
+from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, write_manifest
 
 BETA = 0.1
 BATCH = 4
@@ -340,7 +342,7 @@ def test_each_model_is_loaded_once(models, monkeypatch):
         loaded.append(str(ref))
         return load_causal_lm(ref, **kw)
 
-    monkeypatch.setattr(ev, "load_causal_lm", counting_load)
+    monkeypatch.setattr(compare, "load_causal_lm", counting_load)  # where evaluate_candidates looks it up
     result = ev.evaluate_candidates(_rows(), candidate=models["better"], champion=str(models["base"]) + "/",
                                     base=models["base"], beta=BETA, batch_size=BATCH)
     assert len(loaded) == 2
@@ -431,6 +433,16 @@ def test_tolerance_direction_and_external_metrics(better_vs_base, worse_vs_bette
     assert ev.decide_promotion(result, ev.PromotionPolicy(metric="x")).promote
     result.add_external("candidate", {"x": 0.589})
     assert not ev.decide_promotion(result, ev.PromotionPolicy(metric="x")).promote
+
+
+def test_eval_config_policy_watches_its_metric_and_tolerance():
+    default = ev.EvalConfig()
+    assert (default.metric, default.tolerance, default.batch_size) == ("reward_accuracy", 0.01, 8)
+    assert default.policy() == ev.PromotionPolicy()
+    policy = ev.EvalConfig(metric="loss", tolerance=0.05, batch_size=2).policy()
+    assert policy == ev.PromotionPolicy(metric="loss", tolerance=0.05)
+    assert policy.rules() == (ev.MetricRule("loss", 0.05),)
+    assert all(f.metadata.get("help") for f in dataclasses.fields(ev.EvalConfig))
 
 
 # ----------------------------------------------------------------------------------------------
