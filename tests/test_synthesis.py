@@ -32,17 +32,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from kto_pipeline.ingest.contract import (
-    ROW_DTYPES,
-    SIGNAL_EDIT_ORIGINAL,
-    SIGNAL_SYNTHETIC_DEGRADED,
-    SIGNAL_SYNTHETIC_IMPROVED,
-    SIGNAL_THUMB,
-    SOURCE_PRODUCTION,
-    SOURCE_SYNTHETIC,
-    content_hash,
-    frame_from_records,
-)
 from kto_pipeline.curate.synthesis import (
     DROPPED_DTYPES,
     PIPELINE_NAME,
@@ -58,6 +47,17 @@ from kto_pipeline.curate.synthesis import (
     teacher_messages,
 )
 from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
+from kto_pipeline.ingest.contract import (
+    ROW_DTYPES,
+    SIGNAL_EDIT_ORIGINAL,
+    SIGNAL_SYNTHETIC_DEGRADED,
+    SIGNAL_SYNTHETIC_IMPROVED,
+    SIGNAL_THUMB,
+    SOURCE_PRODUCTION,
+    SOURCE_SYNTHETIC,
+    content_hash,
+    frame_from_records,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 T0 = pd.Timestamp("2026-03-02 09:00", tz="UTC")
@@ -163,9 +163,9 @@ def network_guard(log: Path):
 def citation_trap():
     """What makes distilabel's Distiset creation fetch BibTeX: bs4 importable and a step
     whose docstring cites arXiv (distiset.py `_grab_citations` → utils/docstring.py `get_bibtex`)."""
-    from kto_pipeline.curate.synthesis import _import_distilabel
+    from kto_pipeline.curate.synthesis.llm import import_distilabel
 
-    _import_distilabel()
+    import_distilabel()
     from distilabel.steps.tasks import ChatGeneration
 
     fake_bs4 = types.ModuleType("bs4")
@@ -193,7 +193,8 @@ def guarded(tmp: Path):
 
 @contextmanager
 def capture_module_logs():
-    """Records of kto_pipeline.curate.synthesis (the child's forwarded console output lands there)."""
+    """Records of the kto_pipeline.curate.synthesis loggers: its submodules' loggers propagate here,
+    among them `child`'s, which the child's forwarded console output goes to."""
     handler = _ListHandler()
     log = logging.getLogger("kto_pipeline.curate.synthesis")
     old_level = log.level
@@ -482,9 +483,9 @@ def test_apply_cap_keeps_plan_order_and_respects_the_share():
 def test_teacher_config_and_llm_factory():
     import pickle
 
-    from kto_pipeline.curate.synthesis import _import_distilabel
+    from kto_pipeline.curate.synthesis.llm import import_distilabel
 
-    _import_distilabel()
+    import_distilabel()
     from distilabel.models.llms import OpenAILLM, TransformersLLM
 
     cfg = TeacherConfig(kind="openai", model="m", base_url="http://127.0.0.1:1/v1", api_key=SECRET, seed=3)
@@ -567,6 +568,8 @@ def test_tiny_model_run_leaves_the_caller_alone_and_logs_at_the_asked_level(tiny
     text = "\n".join(r.getMessage() for r in tiny_run.log_records)
     assert "distilabel.pipeline" in text and "distilabel.step.teacher" in text
     assert {r.levelno for r in tiny_run.log_records} == {logging.INFO}
+    assert {r.name for r in tiny_run.log_records} == {"kto_pipeline.curate.synthesis.generate",
+                                                      "kto_pipeline.curate.synthesis.child"}
     assert set(tiny_run.result.stats["timings"]) == {"wall_s", "child_import_s", "pipeline_s"}
 
 

@@ -19,7 +19,8 @@ import pandas as pd
 
 from kto_pipeline.curate.dedup import DedupConfig, DedupHistory, deduplicate, embed_rows, normalise_text
 from kto_pipeline.curate.redaction import RedactionConfig, redact, scan_for_leaks
-from kto_pipeline.curate.synthesis import SynthesisPlan, apply_cap
+from kto_pipeline.curate.synthesis.cap import apply_cap
+from kto_pipeline.curate.synthesis.plan import SynthesisPlan
 
 PII_LEFT = "pii_left"
 COPIED_SOURCE = "copied_source"
