@@ -3,10 +3,9 @@
 import dagster as dg
 
 from assets.metadata import counts_table
+from assets.names import ROWS_ACCOUNTED
 from assets.partitions import feedback_weeks
 from kto_pipeline.core.accounting import RowAccount
-
-ROWS_ACCOUNTED = "rows_accounted"
 
 
 def rows_accounted_spec(asset: str) -> dg.AssetCheckSpec:

@@ -2,28 +2,22 @@
 
 import dagster as dg
 
-from assets.accounting import rows_accounted, rows_accounted_spec
+from assets.kept_and_dropped import emit_kept_and_dropped, kept_and_dropped_asset
 from assets.metadata import counts_table, frame_metadata, label_balance
-from assets.partitions import CALENDAR, feedback_weeks
+from assets.partitions import CALENDAR
 from kto_pipeline.core.accounting import account_counts
 from resources.feedback_source import FeedbackSource
 
-CURATION = "curation"
+_COUNTS = (
+    "records_in", "records_kept", "records_quarantined", "rows_out", "edits_expanded", "trivial_edits_skipped", "pairs_expanded",
+)
 
 
-@dg.multi_asset(
-    outs={
-        "raw_feedback": dg.AssetOut(
-            description="Every valid record of the week in the feedback contract; edits and pairs expanded into desirable and undesirable rows.",
-            group_name=CURATION,
-        ),
-        "raw_feedback_quarantine": dg.AssetOut(
-            description="Records of the week that broke the contract, each with its reason and a preview of the input.",
-            group_name=CURATION,
-        ),
-    },
-    partitions_def=feedback_weeks,
-    check_specs=[rows_accounted_spec("raw_feedback")],
+@kept_and_dropped_asset(
+    "raw_feedback",
+    kept="Every valid record of the week in the feedback contract; edits and pairs expanded into desirable and undesirable rows.",
+    dropped="Records of the week that broke the contract, each with its reason and a preview of the input.",
+    dropped_suffix="quarantine",
 )
 def raw_feedback(context: dg.AssetExecutionContext, feedback_source: FeedbackSource):
     """Reads every dump and keeps what belongs to this week (a dump may span weeks)."""
@@ -31,15 +25,16 @@ def raw_feedback(context: dg.AssetExecutionContext, feedback_source: FeedbackSou
     dumps = feedback_source.list_dumps()
     result = feedback_source.load(CALENDAR, dumps).for_week(week)
     summary = result.summary()
-    context.log.info(f"week {week}: {summary['records_in']} records from {len(dumps)} dumps; {summary['records_kept']} kept, {summary['records_quarantined']} quarantined")
-
+    context.log.info(
+        f"week {week}: {summary['records_in']} records from {len(dumps)} dumps; "
+        f"{summary['records_kept']} kept, {summary['records_quarantined']} quarantined"
+    )
     reasons = summary["quarantined_by_reason"]
-    counts = {k: summary[k] for k in ("records_in", "records_kept", "records_quarantined", "rows_out", "edits_expanded", "trivial_edits_skipped", "pairs_expanded")}
-    yield dg.MaterializeResult(
-        asset_key="raw_feedback",
-        value=result.rows,
-        metadata={
-            **counts,
+    yield from emit_kept_and_dropped(
+        "raw_feedback",
+        result.rows,
+        {
+            **{k: summary[k] for k in _COUNTS},
             **label_balance(result.rows["label"]),
             "rows_by_signal": counts_table(result.rows["signal"].value_counts().sort_index().to_dict(), "signal"),
             "quarantined_by_reason": counts_table(reasons, "reason", "records"),
@@ -47,15 +42,13 @@ def raw_feedback(context: dg.AssetExecutionContext, feedback_source: FeedbackSou
             "dump_location": feedback_source.location,
             **frame_metadata(result.rows, ["row_id", "timestamp", "prompt", "completion", "label", "signal", "dump"]),
         },
-    )
-    yield dg.MaterializeResult(
-        asset_key="raw_feedback_quarantine",
-        value=result.quarantine,
-        metadata={
+        result.quarantine,
+        {
             **{f"quarantined/{reason}": n for reason, n in reasons.items()},
             "quarantined_by_reason": counts_table(reasons, "reason", "records"),
             **frame_metadata(result.quarantine, ["dump", "line", "reason", "detail", "raw"]),
         },
+        # By record: an edit or a pair becomes two rows, so rows are not what came in.
+        account_counts(summary["records_in"], summary["records_kept"], result.quarantine, unit="records"),
+        dropped_suffix="quarantine",
     )
-    # By record: an edit or a pair becomes two rows, so rows are not what came in.
-    yield rows_accounted("raw_feedback", account_counts(summary["records_in"], summary["records_kept"], result.quarantine, unit="records"))

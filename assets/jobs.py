@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.ingest import CURATION
+from assets.names import CURATION
 
 # Launched by the dump sensor for a week whose dumps are new or changed.
 curate_job = dg.define_asset_job(

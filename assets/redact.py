@@ -6,14 +6,12 @@ import dagster as dg
 import pandas as pd
 
 from assets.accounting import rows_accounted, rows_accounted_spec
-from assets.ingest import CURATION
 from assets.metadata import counts_table, frame_metadata
+from assets.names import CURATION, NO_PII_LEFT
 from assets.partitions import feedback_weeks
 from kto_pipeline.core.accounting import account_rows
 from kto_pipeline.curate.redaction import recognizers_used, redact, scan_for_leaks
 from resources.pii import PiiRedactor
-
-NO_PII_LEFT = "no_pii_left"
 
 
 @dg.asset(

@@ -11,9 +11,17 @@ from kto_pipeline.ingest.adapters import ADAPTER_FORMATS
 from kto_pipeline.ingest.dumps import DumpFile, list_dumps
 from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest, weeks_touched
 from kto_pipeline.core.weeks import WeekCalendar
+from resources.library_config import config_from
 
 
-class FeedbackSource(dg.ConfigurableResource):
+class FeedbackSource(
+    config_from(
+        IngestOptions,
+        base=dg.ConfigurableResource,
+        fields=["format", "min_edit_distance", "max_text_chars"],
+        name="FeedbackSourceConfig",
+    )
+):
     """A folder or fsspec URL of JSONL / JSON / CSV / Parquet dumps (optionally .gz)."""
 
     location: str = Field(description="Local folder or fsspec URL (s3://bucket/prefix) of the dumps")
@@ -21,17 +29,11 @@ class FeedbackSource(dg.ConfigurableResource):
         default_factory=dict,
         description="fsspec options (endpoint, region); credentials come from the environment",
     )
-    format: str = Field(default="auto", description=f"Adapter: one of {', '.join(ADAPTER_FORMATS)}")
-    min_edit_distance: float = Field(
-        default=0.02,
-        description="Edits closer than this normalised edit distance to the original are ignored",
-    )
-    max_text_chars: int = Field(default=100_000, description="Longer prompts or responses are quarantined")
 
     def ingest_options(self, calendar: WeekCalendar) -> IngestOptions:
         if self.format not in ADAPTER_FORMATS:
             raise ValueError(f"feedback_source.format {self.format!r} is not one of {ADAPTER_FORMATS}")
-        return IngestOptions(self.format, self.min_edit_distance, self.max_text_chars, calendar)
+        return self.to_library(calendar=calendar)
 
     def list_dumps(self) -> list[DumpFile]:
         return list_dumps(self.location, self.storage_options)

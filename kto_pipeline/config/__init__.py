@@ -14,6 +14,7 @@ from kto_pipeline.config.deployment import (
     dagster_home_folder,
     instance_home,
     settings_env,
+    shell_assignments,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "dagster_home_folder",
     "instance_home",
     "settings_env",
+    "shell_assignments",
 ]

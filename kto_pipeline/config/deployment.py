@@ -122,6 +122,11 @@ def settings_env(**values: Any) -> dict[str, str]:
     }
 
 
+def shell_assignments(env: Mapping[str, str]) -> str:
+    """`NAME=value ...` for a command line a user copies."""
+    return " ".join(f"{name}={value}" for name, value in env.items())
+
+
 def instance_home(explicit: str | os.PathLike | None, project: Path) -> Path:
     """The Dagster instance folder a `kto-pipeline` command uses: the one given, else DAGSTER_HOME,
     else `.dagster_home` in the project folder."""

