@@ -158,6 +158,31 @@ def test_synthetic_topup_writes_the_short_class_through_redaction_dedup_and_the_
     assert checks(result)[("synthetic_topup", "rows_accounted")].metadata["rows_in"].value == meta["rows_requested"]
 
 
+def test_synthetic_topup_screens_with_the_settings_the_week_was_deduplicated_with(sample_dumps, tmp_path, tiny_scorer):
+    # A run that changes the sketch (num_perm, shingle_size) and a threshold: the top-up must
+    # compare its rows with the week's history using the same sketch, or the signatures would
+    # not even be comparable.
+    from assets.dedup import DedupSettings
+    from assets.synthetic import synthetic_topup
+    from resources import TeacherLLM
+
+    storage = tmp_path / "warehouse"
+    resources = {
+        **_resources(sample_dumps, storage),
+        "teacher_llm": TeacherLLM(kind="transformers", model=tiny_scorer, device="cpu", max_new_tokens=24, temperature=1.0, threads=1),
+    }
+    settings = DedupSettings(num_perm=64, shingle_size=3, minhash_threshold=0.7)
+    run_config = dg.RunConfig({"deduplicated_feedback": settings})
+    assert dg.materialize(CURATION_ASSETS, partition_key=WEEKS[0], resources=resources, run_config=run_config).success
+    result = dg.materialize(
+        [*CURATION_ASSETS, synthetic_topup], partition_key=WEEKS[1], resources=resources, run_config=run_config
+    )
+    assert result.success
+    used = _meta(result, "synthetic_topup")["dedup_settings"]
+    assert (used["num_perm"], used["shingle_size"], used["minhash_threshold"]) == (64, 3, 0.7)
+    assert_rows_accounted(result, "synthetic_topup")
+
+
 def test_a_step_that_loses_a_row_silently_fails_its_rows_accounted_check(sample_dumps, tmp_path, monkeypatch):
     import dataclasses
 

@@ -1,7 +1,7 @@
 """The bundled sample of feedback dumps: four weeks of a support assistant's traffic.
 
 Deterministic (fixed seed, gzip headers without timestamps), so regenerating gives the same
-bytes as the copy shipped in `kto_pipeline/sample_dumps/`. It has every input format and
+bytes as the copy shipped in `kto_pipeline/devtools/sample_dumps/`. It has every input format and
 adapter, PII in prompts, completions and edits, exact and near duplicates, edits (some
 trivial), a dump that spans two weeks, and bad rows of every kind the contract quarantines.
 """
