@@ -39,9 +39,6 @@ class DeitaScorerResource(dg.ConfigurableResource):
     max_length: int = Field(default=2048, description="Tokens per scorer prompt; longer fields are cut in the middle")
     concurrency: int = Field(default=4, description="openai backend: requests in flight")
 
-    def enabled(self) -> bool:
-        return self.backend != "none"
-
     def get(self) -> DeitaScorer | None:
         if self.backend == "none":
             return None

@@ -81,10 +81,6 @@ def load_served(model_ref: str | os.PathLike | ServedModel) -> ServedModel:
     return served
 
 
-def clear_cache() -> None:
-    _CACHE.clear()
-
-
 def _token_texts(tokenizer: Any) -> list[str | None]:
     """Display text per token id: task characters and added placeholders as themselves, EOS
     as None (stop), anything else as UNKNOWN_TEXT."""

@@ -36,7 +36,7 @@ import os
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -125,9 +125,6 @@ class WeekTraffic:
             "pii": sum(a.pii for a in self.asks),
             "repeats": n - len(first),
         }
-
-    def truth_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([asdict(a) for a in self.asks])
 
 
 def _week_seeds(seed: int, week: str) -> tuple[int, int]:
