@@ -7,7 +7,9 @@ runs in the paraphrase and cross-week tests.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,6 @@ import pytest
 import xxhash
 from datasketch import MinHash
 
-from kto_pipeline.ingest.contract import ROW_DTYPES, frame_from_records
 from kto_pipeline.curate.dedup import (
     COMPLETION_HASH_SEED,
     PROMPT_HASH_SEED,
@@ -30,6 +31,7 @@ from kto_pipeline.curate.dedup import (
     row_signatures,
     shingles,
 )
+from kto_pipeline.ingest.contract import ROW_DTYPES, frame_from_records
 
 T0 = pd.Timestamp("2026-03-02 09:00", tz="UTC")
 
@@ -490,6 +492,47 @@ def test_history_frame_round_trip_accepts_lists_and_detects_mismatches():
         deduplicate(rows, random_unit(6, dim=16), DedupHistory.from_frame(frame), DedupConfig())
 
 
+def test_history_keeps_the_config_the_week_ran_with(tmp_path):
+    config = DedupConfig(
+        minhash_threshold=0.85, lsh_weights=(0.2, 0.8), semdedup_clusters=3, keep="easy", embedding_model="test/model"
+    )
+    assert all(f.metadata.get("help") for f in dataclasses.fields(DedupConfig))
+    as_dict = config.to_dict()
+    assert as_dict["lsh_weights"] == [0.2, 0.8]
+    assert DedupConfig.from_dict(json.loads(json.dumps(as_dict))) == config
+    with pytest.raises(ValueError, match="unknown"):
+        DedupConfig.from_dict({**as_dict, "no_such_field": 1})
+
+    rows = make_rows([{"p": f"question {i} about topic {i}", "c": f"answer number {i}", "l": True} for i in range(4)])
+    result = deduplicate(rows, random_unit(4), None, config)
+    assert result.week_history.config == config
+
+    # Through a Parquet file, as the history store keeps it.
+    path = tmp_path / "week.parquet"
+    result.week_history.to_frame().to_parquet(path, index=False)
+    loaded = DedupHistory.from_frame(pd.read_parquet(path))
+    assert loaded.config == config and loaded.config.lsh_weights == (0.2, 0.8)
+    empty = DedupHistory.empty()
+    empty.config = config
+    empty_path = tmp_path / "empty.parquet"
+    empty.to_frame().to_parquet(empty_path, index=False)
+    assert DedupHistory.from_frame(pd.read_parquet(empty_path)).config == config
+
+    # A frame written before configs were stored loads, with config None.
+    old = result.week_history.to_frame()
+    del old.attrs["dedup_config"]
+    old_path = tmp_path / "old.parquet"
+    old.to_parquet(old_path, index=False)
+    old_history = DedupHistory.from_frame(pd.read_parquet(old_path))
+    assert old_history.config is None and len(old_history) == len(loaded)
+
+    # concat keeps a config only when every part that has one agrees.
+    assert DedupHistory.concat([loaded, old_history, loaded]).config == config
+    other = dataclasses.replace(loaded, config=dataclasses.replace(config, semdedup_eps=0.1))
+    assert DedupHistory.concat([loaded, other]).config is None
+    assert DedupHistory.concat([old_history]).config is None
+
+
 # -- determinism and edge cases -----------------------------------------------------------
 
 
@@ -606,7 +649,8 @@ def test_an_embedding_function_only_sees_rows_the_cheaper_stages_kept():
 def test_bulk_lsh_insertion_builds_the_same_index_as_minhashlsh_insert():
     from datasketch import LeanMinHash, MinHashLSH
 
-    from kto_pipeline.curate.dedup import MINHASH_SCHEME, _insert_many, lsh_params, minhash_signatures
+    from kto_pipeline.curate.dedup import MINHASH_SCHEME, lsh_params, minhash_signatures
+    from kto_pipeline.curate.dedup.minhash import _insert_many
 
     texts = [" ".join(FORTY_WORDS[i:] + FORTY_WORDS[:i]) for i in range(0, 40, 3)] + ["yes", "no", "ok thanks"]
     sigs = minhash_signatures(texts, 128, seed=1)
