@@ -3,33 +3,24 @@ within the week and against earlier weeks; the removed rows, with reasons, besid
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
-from assets.accounting import rows_accounted, rows_accounted_spec
-from assets.ingest import CURATION
+from assets.kept_and_dropped import emit_kept_and_dropped, kept_and_dropped_asset
 from assets.metadata import counts_table, frame_metadata, label_balance
-from assets.partitions import feedback_weeks
 from kto_pipeline.core.accounting import account_rows
 from kto_pipeline.curate.dedup import DedupConfig, DedupReason, deduplicate, embed_rows
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
+from resources.library_config import config_from
+
+DedupSettings = config_from(
+    DedupConfig, fields=["minhash_threshold", "num_perm", "shingle_size", "semdedup_eps", "seed"], name="DedupSettings"
+)
 
 
-class DedupSettings(dg.Config):
-    minhash_threshold: float = Field(default=0.8, description="Jaccard similarity from which two rows are near duplicates")
-    num_perm: int = Field(default=128, description="MinHash permutations (changing it invalidates the stored history)")
-    shingle_size: int = Field(default=5, description="Words per shingle (changing it invalidates the stored history)")
-    semdedup_eps: float = Field(default=0.05, description="Rows with cosine similarity >= 1 - eps are semantic duplicates")
-    seed: int = Field(default=0, description="k-means seed")
-
-
-@dg.multi_asset(
-    outs={
-        "deduplicated_feedback": dg.AssetOut(group_name=CURATION, description="redacted_feedback without duplicates or contradictory labels, also against earlier weeks."),
-        "deduplicated_feedback_dropped": dg.AssetOut(group_name=CURATION, description="The rows deduplication removed, each with its reason and the row it duplicates."),
-    },
-    partitions_def=feedback_weeks,
-    check_specs=[rows_accounted_spec("deduplicated_feedback")],
+@kept_and_dropped_asset(
+    "deduplicated_feedback",
+    kept="redacted_feedback without duplicates or contradictory labels, also against earlier weeks.",
+    dropped="The rows deduplication removed, each with its reason and the row it duplicates.",
 )
 def deduplicated_feedback(
     context: dg.AssetExecutionContext,
@@ -40,20 +31,24 @@ def deduplicated_feedback(
 ):
     week = context.partition_key
     model = embedder.get()
-    dedup_config = DedupConfig(
-        minhash_threshold=config.minhash_threshold, num_perm=config.num_perm, shingle_size=config.shingle_size,
-        semdedup_eps=config.semdedup_eps, seed=config.seed, embedding_model=model.name,
-    )
     history, history_weeks = dedup_history.load(week)
-    result = deduplicate(redacted_feedback, lambda rows: embed_rows(rows, model.embed), history, dedup_config)
+    result = deduplicate(
+        redacted_feedback,
+        lambda rows: embed_rows(rows, model.embed),
+        history,
+        config.to_library(embedding_model=model.name),
+    )
     history_file = dedup_history.save(week, result.week_history)
     counts = result.counts
     drops = {r: counts[r] for r in DedupReason.ALL if counts[r]}
-    context.log.info(f"week {week}: {counts['rows_in']} rows, {counts['kept']} kept; dropped {drops}; compared with {len(history_weeks)} earlier weeks")
-    yield dg.MaterializeResult(
-        asset_key="deduplicated_feedback",
-        value=result.kept,
-        metadata={
+    context.log.info(
+        f"week {week}: {counts['rows_in']} rows, {counts['kept']} kept; dropped {drops}; "
+        f"compared with {len(history_weeks)} earlier weeks"
+    )
+    yield from emit_kept_and_dropped(
+        "deduplicated_feedback",
+        result.kept,
+        {
             "rows_in": counts["rows_in"],
             "rows_kept": counts["kept"],
             "rows_dropped": counts["rows_in"] - counts["kept"],
@@ -69,10 +64,7 @@ def deduplicated_feedback(
             "history_file": dg.MetadataValue.path(history_file),
             **frame_metadata(result.kept, ["row_id", "prompt", "completion", "label", "signal"]),
         },
+        result.dropped,
+        frame_metadata(result.dropped, ["row_id", "reason", "duplicate_of", "prompt", "completion", "label"]),
+        account_rows(redacted_feedback["row_id"], result.kept["row_id"], result.dropped),
     )
-    yield dg.MaterializeResult(
-        asset_key="deduplicated_feedback_dropped",
-        value=result.dropped,
-        metadata={**frame_metadata(result.dropped, ["row_id", "reason", "duplicate_of", "prompt", "completion", "label"])},
-    )
-    yield rows_accounted("deduplicated_feedback", account_rows(redacted_feedback["row_id"], result.kept["row_id"], result.dropped))
