@@ -2,7 +2,6 @@
 (held-out metrics of the new checkpoint, the champion and the base; the promotion gate)."""
 
 import base64
-import json
 import os
 import re
 from dataclasses import replace
@@ -21,16 +20,16 @@ from kto_pipeline.curate.balance import (
     kto_class_weights,
     training_mix,
 )
-from kto_pipeline.models.checkpoints import collapse_of, read_manifest
 from kto_pipeline.evaluate import (
     KTOWeights,
     PromotionPolicy,
     decide_promotion,
     evaluate_candidates,
-    write_report,
 )
-from kto_pipeline.models.registry import EVAL_SUMMARY
-from kto_pipeline.train import resolve_recipe
+from kto_pipeline.models.lineage import init_checkpoint
+from kto_pipeline.models.manifest import collapse_of, read_manifest
+from kto_pipeline.models.promotion import record_evaluation
+from kto_pipeline.train import TrainLineage, TrainSpec, resolve_recipe
 from resources.trainer import KTOTrainerResource
 
 TRAINING = "training"
@@ -62,24 +61,6 @@ def _trained_account(window_rows: list[pd.DataFrame], train: pd.DataFrame, repor
         return account_counts(len(train), int(reported.get("rows_in", 0)), {}, note="training rows handed → rows the trainer read")
     dropped = {"prompt_too_long": int(reported.get("dropped_prompt_too_long", 0))}
     return account_counts(len(train), int(reported["rows"]), dropped, note="training rows → rows trained")
-
-
-def previous_week(week: str) -> str:
-    return (pd.Timestamp(week) - pd.Timedelta(weeks=1)).date().isoformat()
-
-
-def init_checkpoint(trainer: KTOTrainerResource, week: str) -> tuple[str | None, str]:
-    """Last week's checkpoint, unless its training collapsed (then the champion before this
-    week, else the base): a collapsed model is never built on."""
-    registry = trainer.registry()
-    prev = registry.checkpoint(previous_week(week))
-    if prev is not None:
-        if collapse_of(read_manifest(prev)) is None:
-            return str(prev), f"last week's checkpoint ({previous_week(week)})"
-    champion = registry.champion_before(week)
-    if champion is not None:
-        return champion.checkpoint, f"the champion ({champion.week}); last week's training " + ("collapsed" if prev is not None else "does not exist")
-    return None, "the base model (no earlier checkpoint)"
 
 
 @dg.asset(
@@ -128,21 +109,22 @@ def kto_checkpoint(
     train_path, eval_path = work_dir / "train_rows.parquet", work_dir / "eval_rows.parquet"
     train.to_parquet(train_path, index=False)
     eval_rows.to_parquet(eval_path, index=False)
-    init_from, init_note = init_checkpoint(trainer, week)
+    init_from, init_note = init_checkpoint(registry, week)
     sources = train["source"].value_counts().to_dict() if "source" in train.columns else {}
     context.log.info(f"week {week}: {len(train)} training rows from {window} ({sources}), λD={weights.desirable} λU={weights.undesirable}; starting from {init_note}")
-    spec = {
-        "train_rows": str(train_path),
-        "eval_rows": str(eval_path) if len(eval_rows) else None,
-        "base_model": trainer.base_model,
-        "init_from": init_from,
-        "output_dir": str(registry.checkpoint_dir(week)),
-        "work_dir": str(work_dir),
-        "desirable_weight": weights.desirable,
-        "undesirable_weight": weights.undesirable,
-        "recipe": dict(config.recipe),
-        "lineage": {"week": week, "weeks": window, "rows": len(train), "desirable": n_d, "undesirable": len(train) - n_d, "sources": sources, "init": init_note},
-    }
+    spec = TrainSpec(
+        train_rows=str(train_path),
+        eval_rows=str(eval_path) if len(eval_rows) else None,
+        base_model=trainer.base_model,
+        init_from=init_from,
+        output_dir=str(registry.checkpoint_dir(week)),
+        work_dir=str(work_dir),
+        desirable_weight=weights.desirable,
+        undesirable_weight=weights.undesirable,
+        recipe=dict(config.recipe),
+        lineage=TrainLineage(week=week, weeks=window, rows=len(train), desirable=n_d, undesirable=len(train) - n_d,
+                             sources=sources, init=init_note),
+    )
     result = trainer.train(context, spec, work_dir)
     reported = (result.metadata or {}).get("data")
     reported = getattr(reported, "data", reported)
@@ -197,11 +179,12 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balance
     candidate = registry.checkpoint(week)
     if candidate is None:
         raise dg.Failure(f"week {week} has no finished checkpoint under {registry.checkpoint_dir(week)}")
-    manifest = read_manifest(candidate) or {}
-    recipe = resolve_recipe(manifest.get("recipe"))
+    manifest = read_manifest(candidate)
+    recipe = resolve_recipe(manifest.recipe if manifest is not None else None)
     champion = registry.champion_before(week)
     eval_rows = balanced_feedback[balanced_feedback["split"] == SPLIT_EVAL]
-    weights = KTOWeights(float(manifest.get("weights", {}).get("desirable", 1.0)), float(manifest.get("weights", {}).get("undesirable", 1.0)))
+    trained_weights = manifest.kto.weights if manifest is not None and manifest.kto is not None else {}
+    weights = KTOWeights(float(trained_weights.get("desirable", 1.0)), float(trained_weights.get("undesirable", 1.0)))
     result = evaluate_candidates(
         eval_rows, candidate=str(candidate), champion=champion.checkpoint if champion else None, base=trainer.base_model,
         beta=recipe.beta, weights=weights, batch_size=config.batch_size, max_length=recipe.max_length, device=trainer.device, week=week,
@@ -212,16 +195,8 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balance
         result, PromotionPolicy(metric=config.metric, tolerance=config.tolerance),
         collapsed=collapsed, collapse_reason=str(collapse.get("reason")) if collapse else None,
     )
+    artifacts = record_evaluation(registry, week, result, decision)
     report_dir = registry.report_dir(week)
-    artifacts = write_report(result, decision, report_dir)
-    write_report(result, decision, candidate / "eval")  # the report travels with the checkpoint
-    summary = json.dumps({"result": result.to_dict(), "decision": decision.to_dict()}, indent=1, sort_keys=True, default=str)
-    for folder in (report_dir, candidate / "eval"):
-        (folder / EVAL_SUMMARY).write_text(summary)
-    if decision.promote:
-        registry.promote(week, {"metrics": result.models["candidate"].scalars(), "decision": decision.to_dict()})
-    else:
-        registry.withdraw(week)
     context.log.info(f"week {week}: {'promoted' if decision.promote else 'not promoted'}; " + "; ".join(decision.reasons))
     cand = result.models["candidate"].scalars()
     return dg.MaterializeResult(

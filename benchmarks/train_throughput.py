@@ -47,7 +47,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,8 +86,14 @@ def build_model(mode: str, folder: Path, dry_run: bool) -> Path:
 
     if mode == "tiny":
         # ~0.5M parameters: hidden 128, 2 layers, MLP 384, vocab 512 (tied).
-        spec = TinyModelSpec(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=4,
-                             num_key_value_heads=2, max_position_embeddings=1024)
+        spec = TinyModelSpec(
+            hidden_size=128,
+            intermediate_size=384,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+        )
         return build_tiny_causal_lm(folder / "tiny", spec)
     # Qwen2-0.5B's shape from a config (no download); the tiny byte-level tokenizer supplies the
     # text side (ids < 512), while the LM head still spans the full 151,936-token vocabulary.
@@ -98,10 +104,19 @@ def build_model(mode: str, folder: Path, dry_run: bool) -> Path:
 
     tokenizer = build_tiny_tokenizer(TinyModelSpec())
     config = Qwen2Config(
-        vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=2 if dry_run else 24,
-        num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1_000_000.0,
-        tie_word_embeddings=True, rms_norm_eps=1e-6, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=151936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=2 if dry_run else 24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-6,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config)
@@ -118,7 +133,9 @@ def random_text(tokenizer, n_tokens: int, rng: random.Random, vocab: list[int]) 
     return tokenizer.decode(ids)
 
 
-def make_rows(tokenizer, n: int, lengths: str, prompt_range: tuple[int, int], completion_range: tuple[int, int], seed: int):
+def make_rows(
+    tokenizer, n: int, lengths: str, prompt_range: tuple[int, int], completion_range: tuple[int, int], seed: int
+):
     """Plain-text rows in shuffled order, 60% desirable (weights then balance them)."""
     import pandas as pd
 
@@ -131,9 +148,18 @@ def make_rows(tokenizer, n: int, lengths: str, prompt_range: tuple[int, int], co
             p, c = prompt_range[1], completion_range[1]
         else:
             p, c = rng.randint(*prompt_range), rng.randint(*completion_range)
-        rows.append({"row_id": str(i), "week": "bench", "prompt": random_text(tokenizer, p, rng, vocab),
-                     "prompt_messages": None, "completion": random_text(tokenizer, c, rng, vocab),
-                     "label": rng.random() < 0.6, "signal": "thumb", "source": "synthetic"})
+        rows.append(
+            {
+                "row_id": str(i),
+                "week": "bench",
+                "prompt": random_text(tokenizer, p, rng, vocab),
+                "prompt_messages": None,
+                "completion": random_text(tokenizer, c, rng, vocab),
+                "label": rng.random() < 0.6,
+                "signal": "thumb",
+                "source": "synthetic",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -181,57 +207,117 @@ def run_stock(job: Job, rows) -> dict[str, Any]:
     from trl import KTOConfig, KTOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(job.model_path)
-    records = [{"prompt": p, "completion": c, "label": bool(y)} for p, c, y in zip(rows["prompt"], rows["completion"], rows["label"])]
+    records = [
+        {"prompt": p, "completion": c, "label": bool(y)}
+        for p, c, y in zip(rows["prompt"], rows["completion"], rows["label"], strict=True)
+    ]
     cpu = job.device == "cpu"
     n_d = sum(r["label"] for r in records)
     args = KTOConfig(
-        output_dir=str(Path(job.work_dir) / "stock"), num_train_epochs=1, max_length=job.max_length,
+        output_dir=str(Path(job.work_dir) / "stock"),
+        num_train_epochs=1,
+        max_length=job.max_length,
         desirable_weight=round((len(records) - n_d) / n_d * 7 / 6, 4),  # same weights as the project side
-        report_to="none", save_strategy="no", logging_steps=1, logging_first_step=True, disable_tqdm=True,
-        use_cpu=cpu, seed=job.seed, **({"bf16": False} if cpu else {}),
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        logging_first_step=True,
+        disable_tqdm=True,
+        use_cpu=cpu,
+        seed=job.seed,
+        **({"bf16": False} if cpu else {}),
     )
     t0 = time.perf_counter()
-    trainer = KTOTrainer(model=job.model_path, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer)
+    trainer = KTOTrainer(
+        model=job.model_path, args=args, train_dataset=Dataset.from_list(records), processing_class=tokenizer
+    )
     t1 = time.perf_counter()
     trainer.train()
     _sync(job.device)
     t2 = time.perf_counter()
     first, last, tokens = _loss_points(trainer.state.log_history)
-    return {"setup_s": t1 - t0, "train_s": t2 - t1, "total_s": t2 - t0, "tokens": tokens,
-            "steps": trainer.state.global_step, "loss_first": first, "loss_last": last,
-            "config": {"full_finetune": True, "reference": "separate model (re-loaded from path)",
-                       "precompute_ref_log_probs": False, "gradient_checkpointing": args.gradient_checkpointing,
-                       "per_device_train_batch_size": args.per_device_train_batch_size,
-                       "gradient_accumulation_steps": args.gradient_accumulation_steps,
-                       "learning_rate": args.learning_rate, "bf16": bool(args.bf16), "length_bucketing": False}}
+    return {
+        "setup_s": t1 - t0,
+        "train_s": t2 - t1,
+        "total_s": t2 - t0,
+        "tokens": tokens,
+        "steps": trainer.state.global_step,
+        "loss_first": first,
+        "loss_last": last,
+        "config": {
+            "full_finetune": True,
+            "reference": "separate model (re-loaded from path)",
+            "precompute_ref_log_probs": False,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "per_device_train_batch_size": args.per_device_train_batch_size,
+            "gradient_accumulation_steps": args.gradient_accumulation_steps,
+            "learning_rate": args.learning_rate,
+            "bf16": bool(args.bf16),
+            "length_bucketing": False,
+        },
+    }
 
 
 def run_project(job: Job, rows) -> dict[str, Any]:
     """The library's path: LoRA, precomputed reference, bucketing, no grad ckpt."""
     from kto_pipeline.train import KTORecipe, train_kto
 
-    batch, accumulation = (8, 4) if job.variant == "project_b8" else (job.project_batch, max(1, 32 // job.project_batch))
-    recipe = KTORecipe.from_dict({
-        "max_length": job.max_length, "per_device_train_batch_size": batch, "gradient_accumulation_steps": accumulation,
-        "logging_steps": 1, "save_steps": 10**9, "seed": job.seed,
-    })
+    batch, accumulation = (
+        (8, 4) if job.variant == "project_b8" else (job.project_batch, max(1, 32 // job.project_batch))
+    )
+    recipe = KTORecipe.from_dict(
+        {
+            "max_length": job.max_length,
+            "per_device_train_batch_size": batch,
+            "gradient_accumulation_steps": accumulation,
+            "logging_steps": 1,
+            "save_steps": 10**9,
+            "seed": job.seed,
+        }
+    )
     n_d = int(rows["label"].sum())
-    result = train_kto(rows, base_model=job.model_path, output_dir=Path(job.work_dir) / f"{job.variant}-out",
-                       work_dir=Path(job.work_dir) / f"{job.variant}-work", recipe=recipe,
-                       desirable_weight=round((len(rows) - n_d) / n_d * 7 / 6, 4), device=job.device)
+    result = train_kto(
+        rows,
+        base_model=job.model_path,
+        output_dir=Path(job.work_dir) / f"{job.variant}-out",
+        work_dir=Path(job.work_dir) / f"{job.variant}-work",
+        recipe=recipe,
+        desirable_weight=round((len(rows) - n_d) / n_d * 7 / 6, 4),
+        device=job.device,
+    )
     _sync(job.device)
     first, last, tokens = _loss_points(result.log_history)
     t = result.timings
     # set-up = data preparation + model loading + trainer init (which runs the reference precompute)
-    return {"setup_s": t["prepare"] + t["setup"], "train_s": t["train"],
-            "total_s": t["prepare"] + t["setup"] + t["train"], "tokens": tokens, "steps": result.global_step,
-            "loss_first": first, "loss_last": last, "timings": {k: round(v, 3) for k, v in t.items()},
-            "padding_fraction": result.data["padding_fraction"],
-            "padding_fraction_unbucketed": result.data["padding_fraction_unbucketed"],
-            "config": {k: v for k, v in recipe.to_dict().items() if k in (
-                "full_finetune", "lora_r", "precompute_ref_log_probs", "gradient_checkpointing",
-                "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "length_bucketing",
-                "model_dtype")} | {"bf16": _bf16(job.device)}}
+    return {
+        "setup_s": t["prepare"] + t["setup"],
+        "train_s": t["train"],
+        "total_s": t["prepare"] + t["setup"] + t["train"],
+        "tokens": tokens,
+        "steps": result.global_step,
+        "loss_first": first,
+        "loss_last": last,
+        "timings": {k: round(v, 3) for k, v in t.items()},
+        "padding_fraction": result.data["padding_fraction"],
+        "padding_fraction_unbucketed": result.data["padding_fraction_unbucketed"],
+        "config": {
+            k: v
+            for k, v in recipe.to_dict().items()
+            if k
+            in (
+                "full_finetune",
+                "lora_r",
+                "precompute_ref_log_probs",
+                "gradient_checkpointing",
+                "per_device_train_batch_size",
+                "gradient_accumulation_steps",
+                "learning_rate",
+                "length_bucketing",
+                "model_dtype",
+            )
+        }
+        | {"bf16": _bf16(job.device)},
+    }
 
 
 def _bf16(device: str) -> bool:
@@ -283,8 +369,10 @@ def machine_info() -> str:
     import torch
 
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-            f"{psutil.virtual_memory().total / 2**30:.0f} GiB{gpu}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB{gpu}"
+    )
 
 
 def _versions() -> dict[str, str]:
@@ -293,13 +381,19 @@ def _versions() -> dict[str, str]:
     import transformers
     import trl
 
-    return {"trl": trl.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "torch": torch.__version__}
+    return {
+        "trl": trl.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "torch": torch.__version__,
+    }
 
 
 def _commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -346,27 +440,45 @@ def _f(value: Any, fmt: str = ",.0f") -> str:
 
 
 def render_markdown(data: dict[str, Any]) -> str:
-    lines = ["# KTO training throughput: stock TRL vs the project's recipe", "",
-             "Written by `benchmarks/train_throughput.py` (see its docstring for the definitions). tokens/s = "
-             "trained sequence tokens (non-pad prompt+completion tokens of the rows stepped on, TRL's `num_tokens`) "
-             "per wall second; *loop* = `trainer.train()` only, *total* = from trainer set-up (incl. model/reference "
-             "loading and the one-off reference precompute) to the end of training.", ""]
+    lines = [
+        "# KTO training throughput: stock TRL vs the project's recipe",
+        "",
+        "Written by `benchmarks/train_throughput.py` (see its docstring for the definitions). tokens/s = "
+        "trained sequence tokens (non-pad prompt+completion tokens of the rows stepped on, TRL's `num_tokens`) "
+        "per wall second; *loop* = `trainer.train()` only, *total* = from trainer set-up (incl. model/reference "
+        "loading and the one-off reference precompute) to the end of training.",
+        "",
+    ]
     for mode, entry in data.items():
-        lines += [f"## {mode}", "", f"- command: `{entry['command']}`", f"- machine: {entry['machine']}",
-                  f"- date: {entry['date']}, commit {entry.get('commit')}, versions {json.dumps(entry['versions'])}",
-                  f"- model: {entry['model']}", f"- data: {entry['data']}", "",
-                  "| variant | steps | tokens | tok/s loop | tok/s total | train s | set-up s | peak GiB | loss first → last | padding |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"## {mode}",
+            "",
+            f"- command: `{entry['command']}`",
+            f"- machine: {entry['machine']}",
+            f"- date: {entry['date']}, commit {entry.get('commit')}, versions {json.dumps(entry['versions'])}",
+            f"- model: {entry['model']}",
+            f"- data: {entry['data']}",
+            "",
+            "| variant | steps | tokens | tok/s loop | tok/s total | train s | set-up s | peak GiB | loss first → last | padding |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for name, r in entry["results"].items():
-            pad = f"{r['padding_fraction']:.1%} (unbucketed {r['padding_fraction_unbucketed']:.1%})" if "padding_fraction" in r else "–"
+            pad = (
+                f"{r['padding_fraction']:.1%} (unbucketed {r['padding_fraction_unbucketed']:.1%})"
+                if "padding_fraction" in r
+                else "–"
+            )
             lines.append(
                 f"| {name} | {r['steps']} | {_f(r['tokens'])} | {_f(r['tokens_per_s_loop'])} | {_f(r['tokens_per_s_total'])} | "
                 f"{r['train_s']:.1f} | {r['setup_s']:.1f} | {_f(r['peak_memory_gib'], '.2f')} | "
-                f"{_f(r['loss_first'], '.4f')} → {_f(r['loss_last'], '.4f')} | {pad} |")
+                f"{_f(r['loss_first'], '.4f')} → {_f(r['loss_last'], '.4f')} | {pad} |"
+            )
         lines += ["", "Ratios to stock (project / stock):", ""]
         for name, ratio in entry["ratios"].items():
-            lines.append(f"- {name}: tok/s loop ×{_f(ratio['tokens_per_s_loop'], '.2f')}, tok/s total "
-                         f"×{_f(ratio['tokens_per_s_total'], '.2f')}, peak memory ×{_f(ratio['peak_memory'], '.2f')}")
+            lines.append(
+                f"- {name}: tok/s loop ×{_f(ratio['tokens_per_s_loop'], '.2f')}, tok/s total "
+                f"×{_f(ratio['tokens_per_s_total'], '.2f')}, peak memory ×{_f(ratio['peak_memory'], '.2f')}"
+            )
         lines += ["", "Configurations:", ""]
         for name, r in entry["results"].items():
             lines.append(f"- {name}: `{json.dumps(r['config'], sort_keys=True)}`")
@@ -378,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=sorted(MODES), default="tiny")
     parser.add_argument("--rows", type=int, help="rows to train on (one epoch); default per mode")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
+    )
     parser.add_argument("--project-batch", type=int, default=32, help="micro-batch of the 'project' variant")
     parser.add_argument("--lengths", choices=["fixed", "varied"], help="row lengths; default per mode")
     parser.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda when available")
@@ -420,26 +534,45 @@ def main(argv: list[str] | None = None) -> int:
         n_params = sum(p.numel() for p in _load_for_count(model_path).parameters())
         results = {}
         for variant in variants:
-            job = Job(mode=ns.mode, variant=variant, model_path=str(model_path), rows_path=str(tmp / "rows.parquet"),
-                      work_dir=str(tmp / "work"), device=device, max_length=cfg["max_length"], project_batch=ns.project_batch)
+            job = Job(
+                mode=ns.mode,
+                variant=variant,
+                model_path=str(model_path),
+                rows_path=str(tmp / "rows.parquet"),
+                work_dir=str(tmp / "work"),
+                device=device,
+                max_length=cfg["max_length"],
+                project_batch=ns.project_batch,
+            )
             print(f"[{ns.mode}] running {variant} ...", flush=True)
             results[variant] = run_variant(job, tmp)
             r = results[variant]
-            print(f"  {variant}: {r['steps']} steps, {_f(r['tokens'])} tokens, {_f(r['tokens_per_s_loop'])} tok/s loop, "
-                  f"{_f(r['tokens_per_s_total'])} tok/s total, peak {_f(r['peak_memory_gib'], '.2f')} GiB, "
-                  f"loss {_f(r['loss_first'], '.4f')} → {_f(r['loss_last'], '.4f')}", flush=True)
+            print(
+                f"  {variant}: {r['steps']} steps, {_f(r['tokens'])} tokens, {_f(r['tokens_per_s_loop'])} tok/s loop, "
+                f"{_f(r['tokens_per_s_total'])} tok/s total, peak {_f(r['peak_memory_gib'], '.2f')} GiB, "
+                f"loss {_f(r['loss_first'], '.4f')} → {_f(r['loss_last'], '.4f')}",
+                flush=True,
+            )
         entry = {
-            "command": " ".join([".venv/bin/python", "-m", "benchmarks.train_throughput", *(argv if argv is not None else sys.argv[1:])]),
-            "machine": machine_info(), "device": device,
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": _commit(), "versions": _versions(),
+            "command": " ".join(
+                [".venv/bin/python", "-m", "benchmarks.train_throughput", *(argv if argv is not None else sys.argv[1:])]
+            ),
+            "machine": machine_info(),
+            "device": device,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": _commit(),
+            "versions": _versions(),
             "model": f"{ns.mode}: {n_params / 1e6:.2f}M parameters (random init)",
             "data": f"{cfg['rows']} rows, {lengths} lengths, prompt {cfg['prompt']} + completion {cfg['completion']} tokens, "
-                    f"max_length {cfg['max_length']}, 60% desirable (λD set to ratio 7/6)",
-            "results": results, "ratios": summarise(results),
+            f"max_length {cfg['max_length']}, 60% desirable (λD set to ratio 7/6)",
+            "results": results,
+            "ratios": summarise(results),
         }
         for name, ratio in entry["ratios"].items():
-            print(f"  {name}/stock: tok/s loop ×{_f(ratio['tokens_per_s_loop'], '.2f')}, total "
-                  f"×{_f(ratio['tokens_per_s_total'], '.2f')}, peak memory ×{_f(ratio['peak_memory'], '.2f')}")
+            print(
+                f"  {name}/stock: tok/s loop ×{_f(ratio['tokens_per_s_loop'], '.2f')}, total "
+                f"×{_f(ratio['tokens_per_s_total'], '.2f')}, peak memory ×{_f(ratio['peak_memory'], '.2f')}"
+            )
         if not ns.dry_run:
             write_results(ns.mode, entry)
             print(f"written to {RESULTS / 'train_throughput.md'}")

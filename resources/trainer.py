@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import signal
 import subprocess
@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from kto_pipeline.models.registry import ModelRegistry
+from kto_pipeline.train.spec import TrainSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,10 +59,15 @@ class TrainerPipesClient(dg.PipesSubprocessClient):
         cwd: str | None = None,
     ) -> dg.PipesClientCompletedInvocation:
         with dg.open_pipes_session(
-            context=context, context_injector=self.context_injector, message_reader=self.message_reader, extras=extras,
+            context=context,
+            context_injector=self.context_injector,
+            message_reader=self.message_reader,
+            extras=extras,
         ) as session:
             process = subprocess.Popen(
-                list(command), cwd=cwd or self.cwd, env={**os.environ, **self.env, **(env or {}), **session.get_bootstrap_env_vars()},
+                list(command),
+                cwd=cwd or self.cwd,
+                env={**os.environ, **self.env, **(env or {}), **session.get_bootstrap_env_vars()},
             )
             context.log.info(f"training process started, pid {process.pid}")
             try:
@@ -98,15 +104,29 @@ class KTOTrainerResource(dg.ConfigurableResource):
     `accelerate launch --num_processes N` (multi-GPU, or several CPU processes with gloo).
     """
 
-    base_model: str = Field(description="The model every checkpoint chain starts from: hub name or local path, e.g. Qwen/Qwen2.5-0.5B-Instruct")
+    base_model: str = Field(
+        description="The model every checkpoint chain starts from: hub name or local path, e.g. Qwen/Qwen2.5-0.5B-Instruct"
+    )
     models_root: str = Field(description="Local folder of checkpoints, trainer work folders, reports and promotions")
     device: str | None = Field(default=None, description="cuda or cpu; default: the GPU when there is one")
-    launcher: Literal["python", "accelerate"] = Field(default="python", description="python: one process; accelerate: accelerate launch")
+    launcher: Literal["python", "accelerate"] = Field(
+        default="python", description="python: one process; accelerate: accelerate launch"
+    )
     num_processes: int = Field(default=1, description="accelerate launcher: processes (GPUs)")
-    accelerate_args: list[str] = Field(default_factory=list, description="Extra accelerate launch arguments, e.g. --mixed_precision bf16")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the training process (CUDA_VISIBLE_DEVICES, …); secrets belong in the deployment's environment")
-    recipe: dict[str, Any] = Field(default_factory=dict, description="Overrides of the training recipe (kto_pipeline.train.KTORecipe): beta, learning_rate, full_finetune, …")
-    threads: int | None = Field(default=None, description="CPU threads per training process (OMP_NUM_THREADS); default: torch's choice")
+    accelerate_args: list[str] = Field(
+        default_factory=list, description="Extra accelerate launch arguments, e.g. --mixed_precision bf16"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra environment for the training process (CUDA_VISIBLE_DEVICES, …); secrets belong in the deployment's environment",
+    )
+    recipe: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the training recipe (kto_pipeline.train.KTORecipe): beta, learning_rate, full_finetune, …",
+    )
+    threads: int | None = Field(
+        default=None, description="CPU threads per training process (OMP_NUM_THREADS); default: torch's choice"
+    )
 
     def registry(self) -> ModelRegistry:
         return ModelRegistry(self.models_root)
@@ -141,18 +161,19 @@ class KTOTrainerResource(dg.ConfigurableResource):
             env["OMP_NUM_THREADS"] = str(self.threads)
         return {**env, **self.env}
 
-    def train(self, context: dg.AssetExecutionContext, spec: dict[str, Any], work_dir: Path) -> dg.MaterializeResult:
-        """Run one training (spec: see kto_pipeline.train.run_spec) and return its materialization."""
+    def train(self, context: dg.AssetExecutionContext, spec: TrainSpec, work_dir: Path) -> dg.MaterializeResult:
+        """Run one training and return its materialization. The spec's own recipe overrides win
+        over the resource's; the resource's device, when set, over the spec's."""
         work_dir.mkdir(parents=True, exist_ok=True)
-        spec = {**spec, "recipe": {**self.recipe, **spec.get("recipe", {})}}
-        if self.device:
-            spec["device"] = self.device
+        spec = dataclasses.replace(spec, recipe={**self.recipe, **spec.recipe}, device=self.device or spec.device)
         spec_path = work_dir / "spec.json"
-        spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True, default=str))
+        spec_path.write_text(spec.to_json())
         client = TrainerPipesClient(env=self.process_env(), cwd=str(PROJECT_ROOT), forward_termination=True)
         command = self.command(spec_path)
         if context.retry_number:
-            context.log.warning(f"retry {context.retry_number}: training resumes from the last saved checkpoint under "
-                                f"{work_dir / 'trainer'} when the data and recipe are unchanged")
+            context.log.warning(
+                f"retry {context.retry_number}: training resumes from the last saved checkpoint under "
+                f"{work_dir / 'trainer'} when the data and recipe are unchanged"
+            )
         context.log.info(f"training process: {' '.join(command)}")
         return client.run(command=command, context=context).get_materialize_result()

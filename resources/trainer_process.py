@@ -19,7 +19,7 @@ from typing import Any
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from kto_pipeline.train import TRAINER_DIR, TrainResult, latest_checkpoint, run_spec
+from kto_pipeline.train import TRAINER_DIR, TrainResult, TrainSpec, latest_checkpoint, run_spec
 
 _METRICS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "kl", "grad_norm", "learning_rate")
 
@@ -35,7 +35,11 @@ def _finite(value: Any) -> Any:
 def materialization_metadata(result: TrainResult) -> dict[str, Any]:
     """What the UI shows for a checkpoint: where it is, what it learned from, how it went."""
     final = {f"final/{k}": _finite(v) for k, v in result.final_metrics.items() if k in _METRICS}
-    evals = {f"eval/{k.removeprefix('eval_')}": _finite(v) for k, v in result.eval_metrics.items() if isinstance(v, (int, float))}
+    evals = {
+        f"eval/{k.removeprefix('eval_')}": _finite(v)
+        for k, v in result.eval_metrics.items()
+        if isinstance(v, (int, float))
+    }
     health = result.health or {}
     return {
         "checkpoint": {"raw_value": result.output_dir, "type": "path"},
@@ -56,16 +60,23 @@ def materialization_metadata(result: TrainResult) -> dict[str, Any]:
     }
 
 
-def _with_pipes(spec: dict[str, Any], pipes: PipesContext) -> TrainResult:
+def _with_pipes(spec: TrainSpec, pipes: PipesContext) -> TrainResult:
     def on_log(entry: dict[str, Any]) -> None:
         step = entry.get("step", entry.get("global_step", "?"))
-        shown = {k: round(v, 5) if isinstance(v, float) else v for k, v in entry.items() if k in _METRICS or k.startswith("eval_")}
+        shown = {
+            k: round(v, 5) if isinstance(v, float) else v
+            for k, v in entry.items()
+            if k in _METRICS or k.startswith("eval_")
+        }
         pipes.log.info(f"step {step}: {json.dumps(shown, default=str)}")
 
-    pipes.log.info(f"training {spec.get('lineage', {}).get('week', '')} from {spec.get('init_from') or spec['base_model']}")
-    earlier = latest_checkpoint(Path(spec["work_dir"]) / TRAINER_DIR)
+    week = spec.lineage.week if spec.lineage is not None else ""
+    pipes.log.info(f"training {week} from {spec.init_from or spec.base_model}")
+    earlier = latest_checkpoint(Path(spec.work_dir) / TRAINER_DIR)
     if earlier is not None:
-        pipes.log.info(f"an earlier attempt saved {earlier.name}: training resumes from it if the data and recipe are unchanged")
+        pipes.log.info(
+            f"an earlier attempt saved {earlier.name}: training resumes from it if the data and recipe are unchanged"
+        )
     result = run_spec(spec, on_log=on_log)
     if result.resumed_from_step is not None:
         pipes.log.info(f"resumed from step {result.resumed_from_step}; finished at step {result.global_step}")
@@ -92,9 +103,9 @@ def _wait_for_the_launcher() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m resources.trainer_process")
-    parser.add_argument("--spec", required=True, help="JSON training spec (see kto_pipeline.train.run_spec)")
+    parser.add_argument("--spec", required=True, help="JSON training spec (kto_pipeline.train.TrainSpec)")
     ns = parser.parse_args(argv)
-    spec = json.loads(Path(ns.spec).read_text())
+    spec = TrainSpec.from_json(Path(ns.spec).read_text())
     if _rank() == 0 and os.environ.get("DAGSTER_PIPES_CONTEXT"):
         with open_dagster_pipes() as pipes:
             try:

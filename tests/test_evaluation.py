@@ -23,7 +23,8 @@ import torch
 from kto_pipeline import evaluate as ev
 from kto_pipeline.devtools.tiny_models import TinyModelSpec, build_tiny_causal_lm
 from kto_pipeline.evaluate import compare
-from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, write_manifest
+from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer
+from kto_pipeline.models.manifest import write_manifest
 
 BETA = 0.1
 BATCH = 4

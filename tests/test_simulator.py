@@ -206,12 +206,13 @@ def test_batching_and_padding_do_not_change_answers(tiny_base):
 def test_a_lora_checkpoint_is_served_merged(tiny_base, tmp_path):
     from peft import LoraConfig, get_peft_model
 
-    from kto_pipeline.models.checkpoints import load_causal_lm, write_manifest
+    from kto_pipeline.models.checkpoints import load_causal_lm
+    from kto_pipeline.models.manifest import CheckpointManifest, write_manifest
 
     model = get_peft_model(load_causal_lm(tiny_base), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     folder = tmp_path / "lora"
     model.save_pretrained(folder)
-    write_manifest(folder, {"kind": "lora", "base_model": str(tiny_base)})
+    write_manifest(folder, CheckpointManifest(kind="lora", base_model=str(tiny_base)))
     served = load_served(folder)
     assert not hasattr(served.model, "peft_config")  # merged into a plain model
     prompts = list(task_split().heldout[:100])
@@ -372,21 +373,22 @@ def test_positive_examples_take_thumbs_ups_and_edits():
 
 
 def test_sft_on_positives_writes_a_loadable_full_checkpoint(tmp_path, tiny_base):
-    from kto_pipeline.models.checkpoints import load_causal_lm, read_manifest
+    from kto_pipeline.models.checkpoints import load_causal_lm
+    from kto_pipeline.models.manifest import read_manifest
 
     traffic = _week(tiny_base, n=200)
     out = train_sft_on_positives(tiny_base, traffic.records, steps=3, batch=8, output_dir=tmp_path / "sft",
                                  weeks=[WEEK])
     manifest = read_manifest(out)
-    assert manifest["kind"] == "full" and manifest["base_model"] == str(tiny_base) and manifest["global_step"] == 3
-    assert manifest["weeks"] == [WEEK]
+    assert manifest.kind == "full" and manifest.base_model == str(tiny_base) and manifest.global_step == 3
+    assert manifest.weeks == [WEEK]
     load_causal_lm(out)
     assert len(sample_answers(out, ["23+45="], 1.0, 0)) == 1
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     train_sft_on_positives(tiny_base, traffic.records, steps=3, batch=8, output_dir=out, weeks=[WEEK])
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp  # same training: reused
     second = train_sft_on_positives(out, traffic.records, steps=2, batch=8, output_dir=tmp_path / "sft2")
-    assert read_manifest(second)["base_model"] == str(tiny_base)  # the chain keeps its root
+    assert read_manifest(second).base_model == str(tiny_base)  # the chain keeps its root
 
 
 def test_the_recommended_recipe_is_valid_and_fits_every_prompt():

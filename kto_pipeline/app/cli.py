@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kto_pipeline.models.checkpoints import read_manifest
+from kto_pipeline.models.manifest import read_manifest
 from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
 from kto_pipeline.ingest.dumps import list_dumps
 from kto_pipeline.ingest.load import IngestOptions, ingest, records_kept
@@ -109,8 +109,8 @@ def _training_summary(registry: ModelRegistry, week: str) -> dict:
         return {}
     report = registry.report_dir(week) / "eval_report.md"
     return {
-        "steps": manifest.get("global_step"),
-        "final_loss": round(float(manifest.get("metrics", {}).get("loss", float("nan"))), 4),
+        "steps": manifest.global_step,
+        "final_loss": round(float(manifest.metrics.get("loss", float("nan"))), 4),
         "promoted": (week in registry.promoted_weeks()) if report.exists() else None,
     }
 

@@ -3,10 +3,8 @@
 A model reference is a string, as a user would give it: a hub name (`Qwen/Qwen2.5-0.5B`), a
 local model folder, or a checkpoint folder written by the trainer. A checkpoint folder
 follows Hugging Face conventions (a PEFT adapter or a full model, the tokenizer, a README.md
-model card) plus `kto_checkpoint.json`, which says what kind it is and what it came from:
-
-    {"kind": "lora" | "full", "base_model": "<name or path>", "init_from": "<ref or null>",
-     "weeks": [...], "global_step": N, ...}
+model card) plus `kto_checkpoint.json` (`manifest.CheckpointManifest`), which says what kind
+it is and what it came from: kind ("lora" | "full"), base_model, init_from, weeks, global_step, …
 
 A LoRA checkpoint is always an adapter on top of `base_model` (a week that starts from last
 week's adapter keeps training that adapter), so loading it needs only the base and the folder.
@@ -18,22 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-MANIFEST = "kto_checkpoint.json"
-
-
-def read_manifest(ref: str | Path) -> dict[str, Any] | None:
-    """The checkpoint manifest of `ref`, or None when `ref` is not a pipeline checkpoint."""
-    path = Path(ref) / MANIFEST
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
-
-
-def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
-    path = Path(folder) / MANIFEST
-    path.write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
-    return path
-
+from kto_pipeline.models.manifest import read_manifest
 
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -57,8 +40,8 @@ def canonical_adapter_config(folder: str | Path) -> None:
 def base_model_of(ref: str | Path) -> str:
     """The plain model a reference ultimately sits on (itself when it is not a LoRA checkpoint)."""
     manifest = read_manifest(ref)
-    if manifest and manifest.get("kind") == "lora":
-        return str(manifest["base_model"])
+    if manifest is not None and manifest.is_lora:
+        return str(manifest.base_model)
     return str(ref)
 
 
@@ -83,10 +66,10 @@ def load_causal_lm(ref: str | Path, *, device: str | None = None, dtype: Any = N
 
     kwargs = {} if dtype is None else {"dtype": dtype}
     manifest = read_manifest(ref)
-    if manifest and manifest.get("kind") == "lora":
+    if manifest is not None and manifest.is_lora:
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(str(manifest["base_model"]), **kwargs)
+        base = AutoModelForCausalLM.from_pretrained(str(manifest.base_model), **kwargs)
         model = PeftModel.from_pretrained(base, str(ref), is_trainable=trainable)
     else:
         model = AutoModelForCausalLM.from_pretrained(str(ref), **kwargs)
@@ -95,13 +78,6 @@ def load_causal_lm(ref: str | Path, *, device: str | None = None, dtype: Any = N
     if not trainable:
         model.eval()
     return model
-
-
-def collapse_of(manifest: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The collapse record of a checkpoint whose training collapsed (both rewards falling, or a
-    non-finite loss), else None. Such a checkpoint is never promoted nor built on."""
-    collapse = ((manifest or {}).get("health") or {}).get("collapse") or {}
-    return collapse if collapse.get("collapsed") else None
 
 
 def replace_folder(staging: Path, target: Path) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kto_pipeline.models.checkpoints import read_manifest
+from kto_pipeline.models.manifest import read_manifest
 
 EVAL_SUMMARY = "eval_summary.json"  # in a report folder: the report's numbers and the decision, for tools
 
@@ -85,7 +85,9 @@ class ModelRegistry:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{week}.json"
         tmp = folder / f".{week}.json.tmp"
-        tmp.write_text(json.dumps({"week": week, "checkpoint": str(checkpoint), **record}, indent=1, sort_keys=True, default=str))
+        tmp.write_text(
+            json.dumps({"week": week, "checkpoint": str(checkpoint), **record}, indent=1, sort_keys=True, default=str)
+        )
         tmp.replace(path)
         return path
 

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from kto_pipeline.core.missing import is_missing
-from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, read_manifest, replace_folder, write_manifest
+from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer, replace_folder
+from kto_pipeline.models.manifest import CheckpointManifest, read_manifest, write_manifest
 from kto_pipeline.sim.runtime import torch_threads
 
 IGNORE_INDEX = -100
@@ -88,7 +89,7 @@ def _batches(n: int, batch: int, steps: int, rng: np.random.Generator) -> list[n
 
 def _fingerprint(model_ref: str, examples: Sequence[tuple[str, str]], settings: dict[str, Any]) -> str:
     manifest = read_manifest(model_ref)
-    identity = manifest.get("fingerprint") if manifest else None
+    identity = manifest.fingerprint if manifest is not None else None
     payload = json.dumps({"arm": ARM, "init": [model_ref, identity], "examples": examples, "settings": settings}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -118,7 +119,7 @@ def train_sft_on_positives(
     settings = {"steps": steps, "lr": lr, "batch": batch, "seed": seed}
     fingerprint = _fingerprint(model_ref, examples, settings)
     existing = read_manifest(output_dir)
-    if existing and existing.get("fingerprint") == fingerprint:
+    if existing is not None and existing.fingerprint == fingerprint:
         return output_dir
 
     t0 = time.monotonic()
@@ -142,25 +143,25 @@ def train_sft_on_positives(
     model.eval()
 
     init_manifest = read_manifest(model_ref)
-    manifest = {
-        "kind": "full",
-        "arm": ARM,
-        "base_model": str(init_manifest.get("base_model", model_ref)) if init_manifest else model_ref,
-        "init_from": model_ref,
-        "weeks": sorted(set(weeks) | set((init_manifest or {}).get("weeks", []))),
-        "global_step": steps,
-        "recipe": settings,
-        "rows": {"train": len(examples), "desirable": len(examples), "undesirable": 0},
-        "metrics": {"loss_first": losses[0], "loss_last": float(np.mean(losses[-10:]))},
-        "health": {"healthy": bool(np.isfinite(losses).all()), "problems": [], "collapse": {"collapsed": False}},
-        "fingerprint": fingerprint,
-        "timings": {"total": round(time.monotonic() - t0, 2)},
-    }
+    manifest = CheckpointManifest(
+        kind="full",
+        arm=ARM,
+        base_model=str(init_manifest.base_model) if init_manifest is not None else model_ref,
+        init_from=model_ref,
+        weeks=sorted(set(weeks) | set(init_manifest.weeks if init_manifest is not None else [])),
+        global_step=steps,
+        recipe=settings,
+        rows={"train": len(examples), "desirable": len(examples), "undesirable": 0},
+        metrics={"loss_first": losses[0], "loss_last": float(np.mean(losses[-10:]))},
+        health={"healthy": bool(np.isfinite(losses).all()), "problems": [], "collapse": {"collapsed": False}},
+        fingerprint=fingerprint,
+        timings={"total": round(time.monotonic() - t0, 2)},
+    )
     _write_folder(output_dir, model, tokenizer, manifest)
     return output_dir
 
 
-def _write_folder(output_dir: Path, model: Any, tokenizer: Any, manifest: dict[str, Any]) -> None:
+def _write_folder(output_dir: Path, model: Any, tokenizer: Any, manifest: CheckpointManifest) -> None:
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = output_dir.parent / f".{output_dir.name}.staging-{uuid.uuid4().hex[:8]}"
     try:

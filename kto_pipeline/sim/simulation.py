@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from kto_pipeline.models.checkpoints import read_manifest
+from kto_pipeline.models.manifest import collapse_of, read_manifest
 from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
 from kto_pipeline.models.registry import EVAL_SUMMARY, ModelRegistry
 from kto_pipeline.sim import (
@@ -178,22 +178,23 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
         if code != 0 and numbers.get("promoted") is not False:
             raise RuntimeError(f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}")
         checkpoint = registry.checkpoint(week)
-        manifest = read_manifest(checkpoint) or {}
+        manifest = read_manifest(checkpoint)
+        train_rows = manifest.rows.get("train") if manifest is not None else None
+        steps_trained = manifest.global_step if manifest is not None else None
         candidate = evaluate_model(checkpoint, config.eval_samples)
         reports[str(checkpoint)] = candidate
         new_champion = registry.champion()
         champion_report = reports[new_champion.checkpoint] if new_champion else base_report
-        collapse = ((manifest.get("health") or {}).get("collapse") or {})
         rows.append({
             "week": week, "arm": "kto", "served_by": champion.week if champion else "base",
             "traffic_accuracy": stats["true_accuracy"], "thumbs_up_rate": stats["thumbs_up_rate"],
-            "train_rows": (manifest.get("rows") or {}).get("train"), "steps": manifest.get("global_step"),
+            "train_rows": train_rows, "steps": steps_trained,
             "candidate_accuracy": candidate.accuracy, "candidate_carry_greedy": candidate.carry_greedy_accuracy,
             "reward_accuracy": numbers.get("reward_accuracy"), "margin": numbers.get("margin"),
-            "collapsed": bool(collapse.get("collapsed")), "promoted": numbers.get("promoted"),
+            "collapsed": collapse_of(manifest) is not None, "promoted": numbers.get("promoted"),
             "champion_accuracy": champion_report.accuracy,
         })
-        say(f"    KTO: {manifest.get('global_step')} steps on {(manifest.get('rows') or {}).get('train')} rows; candidate held-out {candidate.accuracy:.3f}; "
+        say(f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
             f"reward accuracy {_f(numbers.get('reward_accuracy'))}, {'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}")
 
         if "sft" in config.arms:
@@ -201,7 +202,7 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
             sft_stats = sft_traffic.stats()
             sft_weeks.append(sft_traffic.records)
             sft_rows = [r for records in sft_weeks[-config.window_weeks:] for r in records]
-            steps = int(manifest.get("global_step") or 1)
+            steps = int(steps_trained or 1)
             out = root / "sft" / week
             train_sft_on_positives(sft_champion, sft_rows, steps=steps, output_dir=out, lr=float(recipe["learning_rate"]),
                                    batch=int(recipe["per_device_train_batch_size"]), seed=config.seed, weeks=weeks[max(0, i + 1 - config.window_weeks) : i + 1])

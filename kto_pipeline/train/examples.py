@@ -20,9 +20,10 @@ from kto_pipeline.core.missing import is_missing
 DATA_FORMATS = ("auto", "conversational", "plain")
 
 
-
-def choose_data_format(rows: pd.DataFrame | Iterable[Mapping[str, Any]], tokenizer: Any, requested: str = "auto") -> str:
-    """"conversational" or "plain" for a whole dataset (see the module docstring)."""
+def choose_data_format(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]], tokenizer: Any, requested: str = "auto"
+) -> str:
+    """ "conversational" or "plain" for a whole dataset (see the module docstring)."""
     if requested not in DATA_FORMATS:
         raise ValueError(f"data_format must be one of {DATA_FORMATS}, got {requested!r}")
     has_template = bool(getattr(tokenizer, "chat_template", None))
