@@ -7,7 +7,6 @@ the `dagster` command, against the persistent instance in DAGSTER_HOME.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -16,14 +15,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from kto_pipeline.models.manifest import read_manifest
 from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
-from kto_pipeline.ingest.dumps import list_dumps
-from kto_pipeline.ingest.load import IngestOptions, ingest, records_kept
-from kto_pipeline.models.registry import ModelRegistry
+from kto_pipeline.config import (
+    DAGSTER_HOME,
+    DeploymentSettings,
+    instance_home,
+    settings_env,
+    shell_assignments,
+)
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.devtools.sample_data import SAMPLE_DIR, build_sample
 from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
-from kto_pipeline.core.weeks import WeekCalendar
+from kto_pipeline.ingest.dumps import list_dumps
+from kto_pipeline.ingest.load import IngestOptions, ingest, records_kept
+from kto_pipeline.models.manifest import read_manifest
+from kto_pipeline.models.registry import ModelRegistry
 
 
 def prepare_home(home: Path, instance_yaml: Path) -> Path:
@@ -58,17 +64,17 @@ DEMO_RECIPE = {
 
 def demo_models_env(home: Path) -> dict[str, str]:
     tiny = str(build_tiny_causal_lm(home / "demo_models" / "tiny-lm"))
-    return {
-        "KTO_PIPELINE_SCORER_BACKEND": "transformers",
-        "KTO_PIPELINE_SCORER_COMPLEXITY_MODEL": tiny,
-        "KTO_PIPELINE_SCORER_QUALITY_MODEL": tiny,
-        "KTO_PIPELINE_TEACHER_KIND": "transformers",
-        "KTO_PIPELINE_TEACHER_MODEL": tiny,
-        "KTO_PIPELINE_TEACHER_TEMPERATURE": "1.0",  # a random model decodes whitespace greedily
-        "KTO_PIPELINE_BASE_MODEL": tiny,
-        "KTO_PIPELINE_TRAINER_DEVICE": "cpu",
-        "KTO_PIPELINE_TRAINER_RECIPE": json.dumps(DEMO_RECIPE),
-    }
+    return settings_env(
+        scorer_backend="transformers",
+        scorer_complexity_model=tiny,
+        scorer_quality_model=tiny,
+        teacher_kind="transformers",
+        teacher_model=tiny,
+        teacher_temperature=1.0,  # a random model decodes whitespace greedily
+        base_model=tiny,
+        trainer_device="cpu",
+        trainer_recipe=DEMO_RECIPE,
+    )
 
 
 def _week_summary(storage: Path, week: str) -> dict:
@@ -117,15 +123,16 @@ def _training_summary(registry: ModelRegistry, week: str) -> dict:
 
 def demo(args: argparse.Namespace) -> int:
     project = Path(args.project).resolve()
-    home = prepare_home(Path(os.environ.get("DAGSTER_HOME") or project / ".dagster_home").resolve(), project / "dagster.yaml")
+    home = prepare_home(instance_home(None, project), project / "dagster.yaml")
     dumps = str(Path(args.dumps).resolve()) if "://" not in args.dumps else args.dumps
-    env = {**demo_models_env(home), **os.environ, **OFFLINE_ENV, "DAGSTER_HOME": str(home), "KTO_PIPELINE_DUMPS": dumps}
-    storage = Path(env.get("KTO_PIPELINE_STORAGE") or home / "warehouse")
-    env["KTO_PIPELINE_STORAGE"] = str(storage)
-    models = Path(env.get("KTO_PIPELINE_MODELS") or home / "models")
-    env["KTO_PIPELINE_MODELS"] = str(models)
+    # The demo's tiny models are defaults: a user's own settings win.
+    env = {**demo_models_env(home), **os.environ}
+    settings = DeploymentSettings.from_env(env)
+    storage = Path(settings.storage or home / "warehouse")
+    models = Path(settings.models or home / "models")
+    env.update({**OFFLINE_ENV, DAGSTER_HOME: str(home), **settings_env(dumps=dumps, storage=storage, models=models)})
     registry = ModelRegistry(models)
-    calendar = WeekCalendar(start_date=env.get("KTO_PIPELINE_START_DATE", WeekCalendar().start_date))
+    calendar = WeekCalendar(start_date=settings.start_date)
 
     weeks = _closed_weeks(dumps, calendar)
     if not weeks:
@@ -164,15 +171,20 @@ def demo(args: argparse.Namespace) -> int:
     print(f"Champion:                            {champion.checkpoint if champion else 'the base model (nothing promoted)'}")
     print(f"Run logs:                            {logs}")
     print("Open the UI:")
-    print(f"    DAGSTER_HOME={home} KTO_PIPELINE_DUMPS={dumps} KTO_PIPELINE_BASE_MODEL={env['KTO_PIPELINE_BASE_MODEL']} .venv/bin/dagster dev -w workspace.yaml")
+    ui_env = {DAGSTER_HOME: str(home), **settings_env(dumps=dumps, base_model=settings.base_model)}
+    print(f"    {shell_assignments(ui_env)} .venv/bin/dagster dev -w workspace.yaml")
     return 0
 
 
 def simulate(args: argparse.Namespace) -> int:
-    from kto_pipeline.sim.simulation import SimulationConfig, results_table, run_simulation
+    from kto_pipeline.sim.simulation import (
+        SimulationConfig,
+        results_table,
+        run_simulation,
+    )
 
     project = Path(args.project).resolve()
-    home = prepare_home(Path(os.environ.get("DAGSTER_HOME") or project / ".dagster_home").resolve(), project / "dagster.yaml")
+    home = prepare_home(instance_home(None, project), project / "dagster.yaml")
     config = SimulationConfig(scenario=args.scenario, weeks=args.weeks, prompts_per_week=args.prompts, arms=tuple(args.arms.split(",")), seed=args.seed)
     print(f"kto-pipeline simulation; Dagster instance: {home}", flush=True)
     results = run_simulation(config, project=project, home=home, say=lambda line: print(line, flush=True))
@@ -183,13 +195,14 @@ def simulate(args: argparse.Namespace) -> int:
     print(f"Done in {results['seconds'] / 60:.1f} min. Results: {root / 'results.json'}")
     print(f"Eval reports (Markdown + plots), one per week: {results['reports']}")
     print("Open the UI on the same instance (every week's materializations, checks and reports):")
-    print(f"    DAGSTER_HOME={home} KTO_PIPELINE_STORAGE={root / 'warehouse'} KTO_PIPELINE_MODELS={root / 'models'} .venv/bin/dagster dev -w workspace.yaml")
+    ui_env = {DAGSTER_HOME: str(home), **settings_env(storage=root / "warehouse", models=root / "models")}
+    print(f"    {shell_assignments(ui_env)} .venv/bin/dagster dev -w workspace.yaml")
     return 0
 
 
 def home_cmd(args: argparse.Namespace) -> int:
     project = Path(args.project).resolve()
-    home = prepare_home(Path(args.home or os.environ.get("DAGSTER_HOME") or project / ".dagster_home").resolve(), project / "dagster.yaml")
+    home = prepare_home(instance_home(args.home, project), project / "dagster.yaml")
     print(f"export DAGSTER_HOME={home}")
     return 0
 

@@ -5,7 +5,7 @@ known, so "did the weekly KTO fine-tune make the product better?" has a measured
 plain library (no Dagster): the orchestration layer drives it.
 
 The loop for one week (the feasibility notes' configuration, in
-/work/shared/notes/simulator-feasibility.md):
+shared/notes/simulator-feasibility.md):
 
 1. `build_base_model(scenario, cache_dir)` once: the tiny Llama trained on a corrupted
    corpus (scenarios: "carry_bug", "scarce_positives"); it is week 0's champion.
@@ -14,7 +14,7 @@ The loop for one week (the feasibility notes' configuration, in
    sampled at T=1, thumbs/edits/PII/repeats from the oracle user; `traffic.stats()` holds
    the true accuracy and the observed thumbs-up rate.
 4. `write_week_dump(traffic.records, dumps_dir, week)`: the week's contract-format dump for
-   the pipeline (ingest → redaction → dedup → balance → `training.train_kto` with
+   the pipeline (ingest → redaction → dedup → balance → `train.train_kto` with
    `tiny_kto_recipe()`).
 5. `heldout_accuracy(checkpoint)` / `evaluate_model(checkpoint)`: oracle accuracy on the
    fixed held-out prompts, on identical draws for every model.

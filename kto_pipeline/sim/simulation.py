@@ -33,8 +33,10 @@ from typing import Any
 
 import pandas as pd
 
-from kto_pipeline.models.manifest import collapse_of, read_manifest
 from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
+from kto_pipeline.config import DAGSTER_HOME, settings_env
+from kto_pipeline.core.weeks import WeekCalendar
+from kto_pipeline.models.manifest import collapse_of, read_manifest
 from kto_pipeline.models.registry import EVAL_SUMMARY, ModelRegistry
 from kto_pipeline.sim import (
     OracleUser,
@@ -48,7 +50,6 @@ from kto_pipeline.sim import (
     train_sft_on_positives,
     write_week_dump,
 )
-from kto_pipeline.core.weeks import WeekCalendar
 
 Say = Callable[[str], None]
 
@@ -145,12 +146,13 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
 
     recipe = tiny_kto_recipe({"seed": config.seed, **config.recipe})  # the simulation seed seeds KTO too
     env = {
-        **os.environ, **OFFLINE_ENV,
-        "DAGSTER_HOME": str(home), "KTO_PIPELINE_DUMPS": str(dumps), "KTO_PIPELINE_STORAGE": str(root / "warehouse"),
-        "KTO_PIPELINE_MODELS": str(models), "KTO_PIPELINE_BASE_MODEL": str(base), "KTO_PIPELINE_TRAINER_DEVICE": "cpu",
-        "KTO_PIPELINE_TRAINER_RECIPE": json.dumps(recipe), "KTO_PIPELINE_SCORER_BACKEND": "none", "KTO_PIPELINE_TEACHER_KIND": "none",
-        # A 0.5M-parameter model trains several times faster on one thread than on two busy ones.
-        "KTO_PIPELINE_TRAINER_THREADS": "1",
+        **os.environ, **OFFLINE_ENV, DAGSTER_HOME: str(home),
+        **settings_env(
+            dumps=dumps, storage=root / "warehouse", models=models, base_model=base, trainer_device="cpu",
+            trainer_recipe=recipe, scorer_backend="none", teacher_kind="none",
+            # A 0.5M-parameter model trains several times faster on one thread than on two busy ones.
+            trainer_threads=1,
+        ),
     }
     registry = ModelRegistry(models)
     reports = {str(base): base_report}
