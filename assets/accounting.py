@@ -12,7 +12,10 @@ def rows_accounted_spec(asset: str) -> dg.AssetCheckSpec:
     # Blocking: a step that lost rows must not feed the next one.
     return dg.AssetCheckSpec(
         # Partitioned like the asset, so each week's result lands on that week's planned row.
-        ROWS_ACCOUNTED, asset=asset, partitions_def=feedback_weeks, blocking=True,
+        ROWS_ACCOUNTED,
+        asset=asset,
+        partitions_def=feedback_weeks,
+        blocking=True,
         description="Every row the step read is kept or dropped with a reason: none lost, none counted twice, none appearing from nowhere.",
     )
 

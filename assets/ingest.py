@@ -9,7 +9,13 @@ from kto_pipeline.core.accounting import account_counts
 from resources.feedback_source import FeedbackSource
 
 _COUNTS = (
-    "records_in", "records_kept", "records_quarantined", "rows_out", "edits_expanded", "trivial_edits_skipped", "pairs_expanded",
+    "records_in",
+    "records_kept",
+    "records_quarantined",
+    "rows_out",
+    "edits_expanded",
+    "trivial_edits_skipped",
+    "pairs_expanded",
 )
 
 

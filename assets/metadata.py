@@ -21,7 +21,9 @@ def _cell(value: Any) -> str | None:
 
 
 def table_schema(df: pd.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(str(c), _TYPE_NAMES.get(str(t), str(t))) for c, t in df.dtypes.items()])
+    return dg.TableSchema(
+        columns=[dg.TableColumn(str(c), _TYPE_NAMES.get(str(t), str(t))) for c, t in df.dtypes.items()]
+    )
 
 
 def preview(df: pd.DataFrame, columns: list[str] | None = None) -> dg.MetadataValue:
@@ -35,7 +37,9 @@ def preview(df: pd.DataFrame, columns: list[str] | None = None) -> dg.MetadataVa
 
 def counts_table(counts: dict[str, int], key: str, value: str = "rows") -> dg.MetadataValue:
     schema = dg.TableSchema(columns=[dg.TableColumn(key, "string"), dg.TableColumn(value, "int")])
-    return dg.MetadataValue.table(records=[dg.TableRecord({key: k, value: int(v)}) for k, v in counts.items()], schema=schema)
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({key: k, value: int(v)}) for k, v in counts.items()], schema=schema
+    )
 
 
 def frame_metadata(df: pd.DataFrame, preview_columns: list[str] | None = None) -> dict[str, Any]:

@@ -18,7 +18,13 @@ from resources.pii import PiiRedactor
     partitions_def=feedback_weeks,
     group_name=CURATION,
     check_specs=[
-        dg.AssetCheckSpec(NO_PII_LEFT, asset="redacted_feedback", partitions_def=feedback_weeks, blocking=True, description="A re-scan of the output finds no pattern-recognizer hit at or above the threshold."),
+        dg.AssetCheckSpec(
+            NO_PII_LEFT,
+            asset="redacted_feedback",
+            partitions_def=feedback_weeks,
+            blocking=True,
+            description="A re-scan of the output finds no pattern-recognizer hit at or above the threshold.",
+        ),
         rows_accounted_spec("redacted_feedback"),
     ],
     description="raw_feedback with e-mails, phone numbers, cards, IBANs, addresses and other PII replaced by placeholders consistent within a record (<EMAIL_ADDRESS_1>).",
@@ -28,7 +34,9 @@ def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFr
     result = redact(raw_feedback, config)
     recognizers, ner = recognizers_used(config)
     leaks = scan_for_leaks(result.rows, config)
-    context.log.info(f"{sum(result.entities_found.values())} PII entities replaced in {result.records_with_pii} records; {len(leaks)} left after the re-scan")
+    context.log.info(
+        f"{sum(result.entities_found.values())} PII entities replaced in {result.records_with_pii} records; {len(leaks)} left after the re-scan"
+    )
     leak_types = Counter(leak.entity_type for leak in leaks)
     return dg.MaterializeResult(
         value=result.rows,
@@ -40,7 +48,11 @@ def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFr
             **{f"pii/{etype}": n for etype, n in sorted(result.entities_found.items())},
             "entities_by_type": counts_table(dict(sorted(result.entities_found.items())), "entity", "replaced"),
             "recognizers": dg.MetadataValue.text(", ".join(recognizers)),
-            "ner": dg.MetadataValue.text("spaCy NER (PERSON, LOCATION)" if ner else "off: no spaCy NER pipeline installed; PERSON and LOCATION are not detected"),
+            "ner": dg.MetadataValue.text(
+                "spaCy NER (PERSON, LOCATION)"
+                if ner
+                else "off: no spaCy NER pipeline installed; PERSON and LOCATION are not detected"
+            ),
             "score_threshold": config.score_threshold,
             **frame_metadata(result.rows, ["row_id", "prompt", "completion", "label", "signal"]),
         },
@@ -52,10 +64,17 @@ def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFr
                     "leaks": len(leaks),
                     "by_type": counts_table(dict(leak_types), "entity", "hits"),
                     # Where, not what: the leaked text itself must not reach the UI or the logs.
-                    "first_hits": dg.MetadataValue.json([{"row_id": x.row_id, "field": x.field, "entity": x.entity_type, "score": x.score} for x in leaks[:10]]),
+                    "first_hits": dg.MetadataValue.json(
+                        [
+                            {"row_id": x.row_id, "field": x.field, "entity": x.entity_type, "score": x.score}
+                            for x in leaks[:10]
+                        ]
+                    ),
                 },
             ),
             # Redaction rewrites text and never drops a row.
-            rows_accounted("redacted_feedback", account_rows(raw_feedback["row_id"], result.rows["row_id"], result.rows.iloc[0:0])),
+            rows_accounted(
+                "redacted_feedback", account_rows(raw_feedback["row_id"], result.rows["row_id"], result.rows.iloc[0:0])
+            ),
         ],
     )

@@ -17,7 +17,9 @@ from resources.embedder import Embedder
 from resources.library_config import config_from
 from resources.scorer import DeitaScorerResource
 
-SelectionSettings = config_from(SelectionConfig, fields=["threshold", "budget", "score_floor"], name="SelectionSettings")
+SelectionSettings = config_from(
+    SelectionConfig, fields=["threshold", "budget", "score_floor"], name="SelectionSettings"
+)
 
 
 def _scored_mean(kept: pd.DataFrame, column: str) -> dg.MetadataValue:
@@ -54,7 +56,9 @@ def scored_feedback(
     else:
         scores = None
         scorer_note = (
-            "did not run: no DEITA scorer configured (deita_scorer.backend = none)" if scorer is None else "ran on no rows"
+            "did not run: no DEITA scorer configured (deita_scorer.backend = none)"
+            if scorer is None
+            else "ran on no rows"
         )
         context.log.info(f"week {week}: DEITA scorer {scorer_note}")
     embeddings, embedded_now = stored_or_fresh_embeddings(
@@ -80,7 +84,8 @@ def scored_feedback(
             "complexity_mean": _scored_mean(kept, "complexity"),
             "quality_mean": _scored_mean(kept, "quality"),
             "selection": dg.MetadataValue.json(
-                {k: v for k, v in selection.info.items() if k != "classes"} | {"classes": selection.info.get("classes", {})}
+                {k: v for k, v in selection.info.items() if k != "classes"}
+                | {"classes": selection.info.get("classes", {})}
             ),
             "rows_embedded_now": embedded_now,
             **frame_metadata(kept, ["row_id", "evol_score", "label", "prompt", "completion"]),

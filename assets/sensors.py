@@ -4,7 +4,6 @@ of those dumps that were still open, deferred until they close. Run keys carry t
 versions, so a changed dump gets a new run and a replayed tick gets none.
 """
 
-
 import hashlib
 import json
 from collections.abc import Callable, Iterable
@@ -110,10 +109,17 @@ def feedback_dump_sensor(context: dg.SensorEvaluationContext, feedback_source: F
             dg.RunRequest(
                 run_key=run_key(week, dump_versions),
                 partition_key=week,
-                tags={"kto_pipeline/trigger": "dump", "kto_pipeline/dumps": names if len(names) <= _MAX_TAG_CHARS else names[: _MAX_TAG_CHARS - 1] + "…"},
+                tags={
+                    "kto_pipeline/trigger": "dump",
+                    "kto_pipeline/dumps": names if len(names) <= _MAX_TAG_CHARS else names[: _MAX_TAG_CHARS - 1] + "…",
+                },
             )
         )
     if not requests:
-        reason = f"no new or changed dumps; {plan.deferred} open week(s) deferred" if plan.deferred else "no new or changed dumps"
+        reason = (
+            f"no new or changed dumps; {plan.deferred} open week(s) deferred"
+            if plan.deferred
+            else "no new or changed dumps"
+        )
         return dg.SensorResult(skip_reason=reason, cursor=json.dumps(plan.cursor, sort_keys=True))
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(plan.cursor, sort_keys=True))

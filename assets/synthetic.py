@@ -45,14 +45,23 @@ def synthetic_topup(
     plan = plan_synthesis(train, config.to_library())
     summary = plan.summary()
     if not teacher_llm.enabled() or not plan.requests:
-        why = "no teacher LLM configured (teacher_llm.kind = none)" if not teacher_llm.enabled() else "no top-up needed or possible"
+        why = (
+            "no teacher LLM configured (teacher_llm.kind = none)"
+            if not teacher_llm.enabled()
+            else "no top-up needed or possible"
+        )
         context.log.info(f"week {week}: no synthetic rows: {why}; plan {summary}")
         empty = train.iloc[0:0]
         yield from emit_kept_and_dropped(
             "synthetic_topup",
             empty.assign(split=pd.Series(dtype="str")),
-            {"rows_generated": 0, "rows_kept": 0, "generator": dg.MetadataValue.text(f"did not run: {why}"),
-             "plan": dg.MetadataValue.json(summary), **frame_metadata(empty)},
+            {
+                "rows_generated": 0,
+                "rows_kept": 0,
+                "generator": dg.MetadataValue.text(f"did not run: {why}"),
+                "plan": dg.MetadataValue.json(summary),
+                **frame_metadata(empty),
+            },
             empty_dropped(),
             frame_metadata(empty_dropped()),
             account_rows([], [], empty_dropped()),
@@ -72,9 +81,19 @@ def synthetic_topup(
     model = embedder.get()
     # The settings the week was deduplicated with (its history records them), so generated rows
     # meet the same thresholds and sketches as real ones; defaults only for a history from before.
-    dedup = this_week.config if this_week is not None and this_week.config is not None else DedupConfig(embedding_model=model.name)
+    dedup = (
+        this_week.config
+        if this_week is not None and this_week.config is not None
+        else DedupConfig(embedding_model=model.name)
+    )
     screened = screen_generated(
-        generated.rows, plan, train, redaction=pii.config(), history=history, dedup=dedup, embed=model.embed,
+        generated.rows,
+        plan,
+        train,
+        redaction=pii.config(),
+        history=history,
+        dedup=dedup,
+        embed=model.embed,
     )
     dropped = with_generation_drops(screened.dropped, generated.dropped, plan.short_label)
     kept = screened.kept.assign(split=SPLIT_TRAIN)
@@ -88,7 +107,9 @@ def synthetic_topup(
         kept,
         {
             "generator": dg.MetadataValue.text(f"ran: {teacher.kind} {teacher.model}"),
-            "short_class": dg.MetadataValue.text({True: "desirable", False: "undesirable", None: "none"}[plan.short_label]),
+            "short_class": dg.MetadataValue.text(
+                {True: "desirable", False: "undesirable", None: "none"}[plan.short_label]
+            ),
             "rows_requested": len(plan.requests),
             "rows_generated": len(generated.rows),
             "rows_kept": len(kept),

@@ -2,17 +2,17 @@
 (held-out metrics of the new checkpoint, the champion and the base; the promotion gate)."""
 
 import base64
-import os
 import re
 from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
 
 from assets.accounting import rows_accounted, rows_accounted_spec
+from assets.names import NO_REGRESSION, TRAINING
 from assets.partitions import feedback_weeks
+from kto_pipeline.config.deployment import DeploymentSettings
 from kto_pipeline.core.accounting import RowAccount, account_counts, account_rows
 from kto_pipeline.curate.balance import (
     SPLIT_EVAL,
@@ -20,45 +20,42 @@ from kto_pipeline.curate.balance import (
     kto_class_weights,
     training_mix,
 )
-from kto_pipeline.evaluate import (
-    KTOWeights,
-    PromotionPolicy,
-    decide_promotion,
-    evaluate_candidates,
-)
+from kto_pipeline.evaluate import EvalConfig, KTOWeights, decide_promotion, evaluate_candidates
 from kto_pipeline.models.lineage import init_checkpoint
 from kto_pipeline.models.manifest import collapse_of, read_manifest
 from kto_pipeline.models.promotion import record_evaluation
 from kto_pipeline.train import TrainLineage, TrainSpec, resolve_recipe
+from kto_pipeline.train.window import TrainingWindow
+from resources.library_config import config_from
 from resources.trainer import KTOTrainerResource
-
-TRAINING = "training"
-NO_REGRESSION = "no_regression"
 
 # The most weeks a training window can reach back (the asset's upstream partition mapping is
 # fixed when the code location loads); `TrainingSettings.window_weeks` picks up to this many.
-MAX_WINDOW_WEEKS = int(os.environ.get("KTO_PIPELINE_MAX_WINDOW_WEEKS", "4"))
+MAX_WINDOW_WEEKS = DeploymentSettings.from_env().max_window_weeks
 
 
 def _window(weeks: int) -> dg.TimeWindowPartitionMapping:
-    return dg.TimeWindowPartitionMapping(start_offset=-(weeks - 1), end_offset=0, allow_nonexistent_upstream_partitions=True)
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-(weeks - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
 
 
-class TrainingSettings(dg.Config):
-    window_weeks: int = Field(default=1, description=f"Train on the balanced and synthetic rows of the last K weeks (1..{MAX_WINDOW_WEEKS}); each week also starts from last week's checkpoint")
-    seed: int = Field(default=0, description="Shuffle seed of the combined training rows")
-    recipe: dict = Field(default_factory=dict, description="Recipe overrides for this run (on top of the trainer resource's)")
+TrainingSettings = config_from(TrainingWindow, name="TrainingSettings")
 
 
 def _trained_account(window_rows: list[pd.DataFrame], train: pd.DataFrame, reported: dict | None) -> RowAccount:
     """The window's rows → the rows handed to the trainer → the rows it trained on."""
-    handed = account_rows(pd.concat([r["row_id"] for r in window_rows]) if window_rows else [], train["row_id"], train.iloc[0:0])
+    handed = account_rows(
+        pd.concat([r["row_id"] for r in window_rows]) if window_rows else [], train["row_id"], train.iloc[0:0]
+    )
     if not handed.balanced:
         return replace(handed, note="window rows → training rows")
     if reported is None:
         return account_counts(len(train), 0, {}, note="the trainer reported no data summary")
     if int(reported.get("rows_in", -1)) != len(train):
-        return account_counts(len(train), int(reported.get("rows_in", 0)), {}, note="training rows handed → rows the trainer read")
+        return account_counts(
+            len(train), int(reported.get("rows_in", 0)), {}, note="training rows handed → rows the trainer read"
+        )
     dropped = {"prompt_too_long": int(reported.get("dropped_prompt_too_long", 0))}
     return account_counts(len(train), int(reported["rows"]), dropped, note="training rows → rows trained")
 
@@ -67,12 +64,20 @@ def _trained_account(window_rows: list[pd.DataFrame], train: pd.DataFrame, repor
     partitions_def=feedback_weeks,
     group_name=TRAINING,
     pool="gpu",
-    retry_policy=dg.RetryPolicy(max_retries=2, delay=5),  # a killed trainer resumes from its last checkpoint (resources/trainer.py)
+    retry_policy=dg.RetryPolicy(
+        max_retries=2, delay=5
+    ),  # a killed trainer resumes from its last checkpoint (resources/trainer.py)
     ins={
-        "balanced_feedback": dg.AssetIn(partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}),
-        "synthetic_topup": dg.AssetIn(partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}),
+        "balanced_feedback": dg.AssetIn(
+            partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}
+        ),
+        "synthetic_topup": dg.AssetIn(
+            partition_mapping=_window(MAX_WINDOW_WEEKS), metadata={"allow_missing_partitions": True}
+        ),
         "kto_checkpoint": dg.AssetIn(
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True),
+            partition_mapping=dg.TimeWindowPartitionMapping(
+                start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+            ),
             dagster_type=dg.Nothing,
         ),
     },
@@ -87,11 +92,10 @@ def kto_checkpoint(
     trainer: KTOTrainerResource,
 ):
     week = context.partition_key
-    if not 1 <= config.window_weeks <= MAX_WINDOW_WEEKS:
-        raise dg.Failure(f"window_weeks must be in 1..{MAX_WINDOW_WEEKS}, got {config.window_weeks}")
-    window = sorted(balanced_feedback)[-config.window_weeks:]
-    if week not in window:
-        raise dg.Failure(f"balanced_feedback for {week} is missing: materialize the week's curation first")
+    try:
+        window = config.to_library().weeks(list(balanced_feedback), week, MAX_WINDOW_WEEKS)
+    except ValueError as err:
+        raise dg.Failure(str(err)) from None
     real = [balanced_feedback[w][balanced_feedback[w]["split"] == SPLIT_TRAIN] for w in window]
     synthetic = [synthetic_topup[w] for w in window if w in synthetic_topup]
     train = training_mix(real + synthetic, seed=config.seed, week=week)
@@ -101,7 +105,9 @@ def kto_checkpoint(
     n_d = int(train["label"].sum())
     weights = kto_class_weights(n_d, len(train) - n_d)
     if not weights.in_range:
-        raise dg.Failure(f"the training window has {n_d} desirable and {len(train) - n_d} undesirable rows: KTO needs both")
+        raise dg.Failure(
+            f"the training window has {n_d} desirable and {len(train) - n_d} undesirable rows: KTO needs both"
+        )
 
     registry = trainer.registry()
     work_dir = registry.work_dir(week)
@@ -111,7 +117,9 @@ def kto_checkpoint(
     eval_rows.to_parquet(eval_path, index=False)
     init_from, init_note = init_checkpoint(registry, week)
     sources = train["source"].value_counts().to_dict() if "source" in train.columns else {}
-    context.log.info(f"week {week}: {len(train)} training rows from {window} ({sources}), λD={weights.desirable} λU={weights.undesirable}; starting from {init_note}")
+    context.log.info(
+        f"week {week}: {len(train)} training rows from {window} ({sources}), λD={weights.desirable} λU={weights.undesirable}; starting from {init_note}"
+    )
     spec = TrainSpec(
         train_rows=str(train_path),
         eval_rows=str(eval_path) if len(eval_rows) else None,
@@ -122,8 +130,15 @@ def kto_checkpoint(
         desirable_weight=weights.desirable,
         undesirable_weight=weights.undesirable,
         recipe=dict(config.recipe),
-        lineage=TrainLineage(week=week, weeks=window, rows=len(train), desirable=n_d, undesirable=len(train) - n_d,
-                             sources=sources, init=init_note),
+        lineage=TrainLineage(
+            week=week,
+            weeks=window,
+            rows=len(train),
+            desirable=n_d,
+            undesirable=len(train) - n_d,
+            sources=sources,
+            init=init_note,
+        ),
     )
     result = trainer.train(context, spec, work_dir)
     reported = (result.metadata or {}).get("data")
@@ -139,14 +154,16 @@ def kto_checkpoint(
             "started_from": dg.MetadataValue.text(init_note),
         },
         data_version=result.data_version,
-        check_results=[rows_accounted("kto_checkpoint", _trained_account(real + synthetic, train, reported if isinstance(reported, dict) else None))],
+        check_results=[
+            rows_accounted(
+                "kto_checkpoint",
+                _trained_account(real + synthetic, train, reported if isinstance(reported, dict) else None),
+            )
+        ],
     )
 
 
-class EvalSettings(dg.Config):
-    metric: str = Field(default="reward_accuracy", description="The metric the promotion gate watches")
-    tolerance: float = Field(default=0.01, description="Largest drop against the champion that still promotes")
-    batch_size: int = Field(default=8, description="Held-out rows per forward pass (and per KL block, as in training)")
+EvalSettings = config_from(EvalConfig, name="EvalSettings")
 
 
 def _inline_images(markdown: str, folder: Path) -> str:
@@ -168,12 +185,23 @@ def _inline_images(markdown: str, folder: Path) -> str:
     pool="gpu",
     deps=[kto_checkpoint],
     check_specs=[
-        dg.AssetCheckSpec(NO_REGRESSION, asset="eval_report", partitions_def=feedback_weeks, blocking=True, description="The new checkpoint does not regress beyond the tolerance against the champion (or the base) and its training did not collapse; only then does it become the champion."),
+        dg.AssetCheckSpec(
+            NO_REGRESSION,
+            asset="eval_report",
+            partitions_def=feedback_weeks,
+            blocking=True,
+            description="The new checkpoint does not regress beyond the tolerance against the champion (or the base) and its training did not collapse; only then does it become the champion.",
+        ),
         rows_accounted_spec("eval_report"),
     ],
     description="Held-out KTO metrics of the new checkpoint, the champion and the base, with plots; the promotion decision.",
 )
-def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balanced_feedback: pd.DataFrame, trainer: KTOTrainerResource):
+def eval_report(
+    context: dg.AssetExecutionContext,
+    config: EvalSettings,
+    balanced_feedback: pd.DataFrame,
+    trainer: KTOTrainerResource,
+):
     week = context.partition_key
     registry = trainer.registry()
     candidate = registry.checkpoint(week)
@@ -186,18 +214,30 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balance
     trained_weights = manifest.kto.weights if manifest is not None and manifest.kto is not None else {}
     weights = KTOWeights(float(trained_weights.get("desirable", 1.0)), float(trained_weights.get("undesirable", 1.0)))
     result = evaluate_candidates(
-        eval_rows, candidate=str(candidate), champion=champion.checkpoint if champion else None, base=trainer.base_model,
-        beta=recipe.beta, weights=weights, batch_size=config.batch_size, max_length=recipe.max_length, device=trainer.device, week=week,
+        eval_rows,
+        candidate=str(candidate),
+        champion=champion.checkpoint if champion else None,
+        base=trainer.base_model,
+        beta=recipe.beta,
+        weights=weights,
+        batch_size=config.batch_size,
+        max_length=recipe.max_length,
+        device=trainer.device,
+        week=week,
     )
     collapse = collapse_of(manifest)
     collapsed = collapse is not None
     decision = decide_promotion(
-        result, PromotionPolicy(metric=config.metric, tolerance=config.tolerance),
-        collapsed=collapsed, collapse_reason=str(collapse.get("reason")) if collapse else None,
+        result,
+        config.to_library().policy(),
+        collapsed=collapsed,
+        collapse_reason=str(collapse.get("reason")) if collapse else None,
     )
     artifacts = record_evaluation(registry, week, result, decision)
     report_dir = registry.report_dir(week)
-    context.log.info(f"week {week}: {'promoted' if decision.promote else 'not promoted'}; " + "; ".join(decision.reasons))
+    context.log.info(
+        f"week {week}: {'promoted' if decision.promote else 'not promoted'}; " + "; ".join(decision.reasons)
+    )
     cand = result.models["candidate"].scalars()
     return dg.MaterializeResult(
         metadata={
@@ -212,8 +252,13 @@ def eval_report(context: dg.AssetExecutionContext, config: EvalSettings, balance
             dg.AssetCheckResult(
                 check_name=NO_REGRESSION,
                 passed=decision.promote,
-                metadata={"decision": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)), "collapsed": collapsed},
+                metadata={
+                    "decision": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+                    "collapsed": collapsed,
+                },
             ),
-            rows_accounted("eval_report", account_counts(len(eval_rows), result.n_rows, {"prompt_too_long": result.n_dropped})),
+            rows_accounted(
+                "eval_report", account_counts(len(eval_rows), result.n_rows, {"prompt_too_long": result.n_dropped})
+            ),
         ],
     )

@@ -47,8 +47,15 @@ def _text(rng: random.Random, chars: int, pii_rate: float) -> str:
     return text
 
 
-def make_rows(n: int, seed: int = 0, pii_rate: float = 0.15, exact_rate: float = 0.05, near_rate: float = 0.05,
-              paraphrase_rate: float = 0.03, edit_rate: float = 0.08) -> pd.DataFrame:
+def make_rows(
+    n: int,
+    seed: int = 0,
+    pii_rate: float = 0.15,
+    exact_rate: float = 0.05,
+    near_rate: float = 0.05,
+    paraphrase_rate: float = 0.03,
+    edit_rate: float = 0.08,
+) -> pd.DataFrame:
     """About `n` rows in the contract's schema (an edit adds a second row to its record)."""
     rng = random.Random(seed)
     rows: list[dict] = []
@@ -66,19 +73,56 @@ def make_rows(n: int, seed: int = 0, pii_rate: float = 0.15, exact_rate: float =
             prompt, completion, label = src["prompt"], " ".join(words), src["label"]
         elif rows and r < exact_rate + near_rate + paraphrase_rate:
             src = rows[rng.randrange(len(rows))]
-            prompt, completion, label = "Hi! " + src["prompt"].lower(), src["completion"].replace(".", "!"), src["label"]
+            prompt, completion, label = (
+                "Hi! " + src["prompt"].lower(),
+                src["completion"].replace(".", "!"),
+                src["label"],
+            )
         else:
             prompt, completion, label = _text(rng, 300, pii_rate), _text(rng, 300, pii_rate), rng.random() < 0.7
         record_id = content_hash("bench", seed, i)
         common = {
-            "record_id": record_id, "week": "2026-10-05", "timestamp": base + pd.Timedelta(seconds=i * 6),
-            "prompt": prompt, "prompt_messages": None, "source": "production", "conversation_id": f"c{i // 4}",
-            "user_id": f"u{rng.randint(1, 5000)}", "model_version": "v1", "metadata": None, "dump": "bench.jsonl", "line": i + 1,
+            "record_id": record_id,
+            "week": "2026-10-05",
+            "timestamp": base + pd.Timedelta(seconds=i * 6),
+            "prompt": prompt,
+            "prompt_messages": None,
+            "source": "production",
+            "conversation_id": f"c{i // 4}",
+            "user_id": f"u{rng.randint(1, 5000)}",
+            "model_version": "v1",
+            "metadata": None,
+            "dump": "bench.jsonl",
+            "line": i + 1,
         }
         if not label and rng.random() < edit_rate:
             edited = _text(rng, 300, pii_rate)
-            rows.append({**common, "row_id": content_hash(record_id, "edit"), "completion": edited, "label": True, "signal": "edit"})
-            rows.append({**common, "row_id": content_hash(record_id, "edit_original"), "completion": completion, "label": False, "signal": "edit_original"})
+            rows.append(
+                {
+                    **common,
+                    "row_id": content_hash(record_id, "edit"),
+                    "completion": edited,
+                    "label": True,
+                    "signal": "edit",
+                }
+            )
+            rows.append(
+                {
+                    **common,
+                    "row_id": content_hash(record_id, "edit_original"),
+                    "completion": completion,
+                    "label": False,
+                    "signal": "edit_original",
+                }
+            )
         else:
-            rows.append({**common, "row_id": content_hash(record_id, "thumb"), "completion": completion, "label": label, "signal": "thumb"})
+            rows.append(
+                {
+                    **common,
+                    "row_id": content_hash(record_id, "thumb"),
+                    "completion": completion,
+                    "label": label,
+                    "signal": "thumb",
+                }
+            )
     return frame_from_records(rows[:n], ROW_DTYPES)

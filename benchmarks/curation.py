@@ -120,7 +120,9 @@ def presidio_default(rows, sampler: MemorySampler) -> dict:
 
     _offline_tldextract()
     # No spaCy model can be downloaded here; the no_op engine keeps every pattern recognizer.
-    nlp = NlpEngineProvider(nlp_configuration={"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "no_op"}]}).create_engine()
+    nlp = NlpEngineProvider(
+        nlp_configuration={"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "no_op"}]}
+    ).create_engine()
     analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
     anonymizer = AnonymizerEngine()
     out: dict = {}
@@ -159,7 +161,13 @@ def sentence_transformers_default(rows, sampler: MemorySampler) -> dict:
     out: dict = {}
     with timed(sampler, out):
         model.encode(texts)
-    return {"rows": len(rows), "texts": len(texts), **out, "rows_per_s": len(rows) / out["seconds"], "max_seq_length": model.max_seq_length}
+    return {
+        "rows": len(rows),
+        "texts": len(texts),
+        **out,
+        "rows_per_s": len(rows) / out["seconds"],
+        "max_seq_length": model.max_seq_length,
+    }
 
 
 def transformers_plain_scoring(rows, model_path: Path, sampler: MemorySampler) -> dict:
@@ -177,16 +185,25 @@ def transformers_plain_scoring(rows, model_path: Path, sampler: MemorySampler) -
     out: dict = {}
     with timed(sampler, out), torch.inference_mode():
         for prompt, completion in zip(rows["prompt"], rows["completion"], strict=True):
-            for text, sink in ((COMPLEXITY_TEMPLATE.format(instruction=prompt), complexity),
-                               (QUALITY_TEMPLATE.format(instruction=prompt, output=completion), quality)):
+            for text, sink in (
+                (COMPLEXITY_TEMPLATE.format(instruction=prompt), complexity),
+                (QUALITY_TEMPLATE.format(instruction=prompt, output=completion), quality),
+            ):
                 logits = model(**tok(text, return_tensors="pt")).logits[0, -1, digits]
                 sink.append(float(expected_score(logits.double().numpy()[None, :])[0]))
-    return {"rows": len(rows), "prompts": 2 * len(rows), **out, "rows_per_s": len(rows) / out["seconds"],
-            "complexity": complexity, "quality": quality}
+    return {
+        "rows": len(rows),
+        "prompts": 2 * len(rows),
+        **out,
+        "rows_per_s": len(rows) / out["seconds"],
+        "complexity": complexity,
+        "quality": quality,
+    }
 
 
-def greedy_loop(rows: pd.DataFrame, scores: pd.DataFrame, embeddings: np.ndarray, threshold: float,
-                sampler: MemorySampler) -> dict:
+def greedy_loop(
+    rows: pd.DataFrame, scores: pd.DataFrame, embeddings: np.ndarray, threshold: float, sampler: MemorySampler
+) -> dict:
     """A straightforward DEITA repr filter: per label class, rows by evol score (ties by row_id),
     one row at a time against the kept set (one numpy matrix-vector product per row)."""
     out: dict = {}
@@ -225,7 +242,10 @@ def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tupl
     from kto_pipeline.curate.redaction import RedactionConfig, redact
 
     rows = make_rows(n, seed=7)
-    print(f"\n== {n} rows (mean prompt {rows['prompt'].str.len().mean():.0f} chars, completion {rows['completion'].str.len().mean():.0f})", flush=True)
+    print(
+        f"\n== {n} rows (mean prompt {rows['prompt'].str.len().mean():.0f} chars, completion {rows['completion'].str.len().mean():.0f})",
+        flush=True,
+    )
     stages: list[Stage] = []
     week_start = time.perf_counter()
 
@@ -233,7 +253,11 @@ def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tupl
     redaction_config = RedactionConfig()
     with timed(sampler, red):
         redacted = redact(rows, redaction_config)
-    stages.append(Stage("redaction", n, red["seconds"], red["peak_mib"], notes={"entities": sum(redacted.entities_found.values())}))
+    stages.append(
+        Stage(
+            "redaction", n, red["seconds"], red["peak_mib"], notes={"entities": sum(redacted.entities_found.values())}
+        )
+    )
     print(f"redaction: {n / red['seconds']:.0f} rows/s", flush=True)
 
     embedder = TextEmbedder()
@@ -261,7 +285,10 @@ def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tupl
     by_name["embedding"].baseline = sentence_transformers_default(sample.head(min(len(sample), 1000)), sampler)
     for s in stages:
         if s.baseline:
-            print(f"{s.name}: {s.rows_per_s:.0f} rows/s vs default {s.baseline['rows_per_s']:.0f} rows/s ({s.rows_per_s / s.baseline['rows_per_s']:.1f}x)", flush=True)
+            print(
+                f"{s.name}: {s.rows_per_s:.0f} rows/s vs default {s.baseline['rows_per_s']:.0f} rows/s ({s.rows_per_s / s.baseline['rows_per_s']:.1f}x)",
+                flush=True,
+            )
     week = {
         "rows": n,
         "week_seconds": week_seconds,
@@ -282,12 +309,22 @@ def _distinct(rows: pd.DataFrame) -> tuple[int, int, float, float]:
     prompts = set(rows["prompt"].astype(str))
     pairs = set(zip(rows["prompt"].astype(str), rows["completion"].astype(str)))
     cx_chars = len(COMPLEXITY_TEMPLATE) - len("{instruction}") + (sum(map(len, prompts)) / max(1, len(prompts)))
-    q_chars = len(QUALITY_TEMPLATE) - len("{instruction}{output}") + (sum(len(p) + len(c) for p, c in pairs) / max(1, len(pairs)))
+    q_chars = (
+        len(QUALITY_TEMPLATE)
+        - len("{instruction}{output}")
+        + (sum(len(p) + len(c) for p, c in pairs) / max(1, len(pairs)))
+    )
     return len(prompts), len(pairs), cx_chars, q_chars
 
 
-def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, scorer_load_s: float,
-                         args: argparse.Namespace, sampler: MemorySampler) -> dict:
+def score_select_balance(
+    kept: pd.DataFrame,
+    embeddings: np.ndarray,
+    backend,
+    scorer_load_s: float,
+    args: argparse.Namespace,
+    sampler: MemorySampler,
+) -> dict:
     """DEITA scoring (all rows, or a sample and an extrapolation), DEITA's selection and the KTO
     balance on all of the week's deduplicated rows, with the scoring and selection baselines."""
     from kto_pipeline.curate.balance import BalanceConfig, balance
@@ -321,7 +358,11 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
     (n_cx, t_cx), (n_q, t_q) = calls
     week_prompts, week_pairs, cx_chars, q_chars = _distinct(kept)
     other = max(0.0, sc["seconds"] - t_cx - t_q)  # rendering, truncation checks, dedupe of prompts
-    week_scoring_s = (t_cx / max(1, n_cx) * week_prompts + t_q / max(1, n_q) * week_pairs + other * n / max(1, len(target))) if sampled else sc["seconds"]
+    week_scoring_s = (
+        (t_cx / max(1, n_cx) * week_prompts + t_q / max(1, n_q) * week_pairs + other * n / max(1, len(target)))
+        if sampled
+        else sc["seconds"]
+    )
     evol = scored.scores["evol_score"]
     score_notes = {
         "sampled": sampled,
@@ -347,8 +388,15 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
     }
     scoring = Stage("scoring", len(target), sc["seconds"], sc["peak_mib"], notes=score_notes)
     stages.append(scoring)
-    label = f"{len(target)} of {n} rows (sample; week ≈{week_scoring_s / 60:.1f} min extrapolated)" if sampled else f"{n} rows"
-    print(f"scoring: {scoring.rows_per_s:.1f} rows/s over {label}; {score_notes['distinct_prompts']} prompts + {score_notes['distinct_pairs']} pairs", flush=True)
+    label = (
+        f"{len(target)} of {n} rows (sample; week ≈{week_scoring_s / 60:.1f} min extrapolated)"
+        if sampled
+        else f"{n} rows"
+    )
+    print(
+        f"scoring: {scoring.rows_per_s:.1f} rows/s over {label}; {score_notes['distinct_prompts']} prompts + {score_notes['distinct_pairs']} pairs",
+        flush=True,
+    )
 
     if sampled:
         # Stand-ins for the unscored rows, drawn (seeded) from the scored rows: the tiny
@@ -365,8 +413,19 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
     se: dict = {}
     with timed(sampler, se):
         selection = select_diverse(kept, scores, embeddings, selection_config)
-    stages.append(Stage("selection", n, se["seconds"], se["peak_mib"],
-                        notes={"counts": selection.counts, "classes": selection.info["classes"], "threshold": selection_config.threshold}))
+    stages.append(
+        Stage(
+            "selection",
+            n,
+            se["seconds"],
+            se["peak_mib"],
+            notes={
+                "counts": selection.counts,
+                "classes": selection.info["classes"],
+                "threshold": selection_config.threshold,
+            },
+        )
+    )
     print(f"selection: {n / se['seconds']:.0f} rows/s, kept {selection.counts['kept']} of {n}", flush=True)
 
     # (c) KTO class balance of the selected rows.
@@ -374,9 +433,21 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
     with timed(sampler, ba):
         balanced = balance(selection.kept, BalanceConfig(), week=WEEK)
     w = balanced.weights
-    stages.append(Stage("balance", len(selection.kept), ba["seconds"], ba["peak_mib"],
-                        notes={"counts": balanced.counts, "desirable_weight": w.desirable, "undesirable_weight": w.undesirable,
-                               "weighted_ratio": w.ratio, "in_range": w.in_range}))
+    stages.append(
+        Stage(
+            "balance",
+            len(selection.kept),
+            ba["seconds"],
+            ba["peak_mib"],
+            notes={
+                "counts": balanced.counts,
+                "desirable_weight": w.desirable,
+                "undesirable_weight": w.undesirable,
+                "weighted_ratio": w.ratio,
+                "in_range": w.in_range,
+            },
+        )
+    )
     print(f"balance: {len(selection.kept) / ba['seconds']:.0f} rows/s; {balanced.counts}", flush=True)
 
     # Baselines: scoring and selection on samples of the same week, ours rerun on the same sample.
@@ -386,9 +457,16 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
     ours: dict = {}
     with timed(sampler, ours):
         same = scorer.score(sample).scores
-    diff = max(float(np.max(np.abs(same["complexity"].to_numpy() - np.array(base.pop("complexity"))), initial=0.0)),
-               float(np.max(np.abs(same["quality"].to_numpy() - np.array(base.pop("quality"))), initial=0.0)))
-    scoring.baseline = {**base, "ours_seconds": ours["seconds"], "ours_rows_per_s": len(sample) / ours["seconds"], "max_abs_score_diff": diff}
+    diff = max(
+        float(np.max(np.abs(same["complexity"].to_numpy() - np.array(base.pop("complexity"))), initial=0.0)),
+        float(np.max(np.abs(same["quality"].to_numpy() - np.array(base.pop("quality"))), initial=0.0)),
+    )
+    scoring.baseline = {
+        **base,
+        "ours_seconds": ours["seconds"],
+        "ours_rows_per_s": len(sample) / ours["seconds"],
+        "max_abs_score_diff": diff,
+    }
 
     m = min(args.selection_baseline_rows, n)
     print(f"selection baseline on {m} rows …", flush=True)
@@ -398,11 +476,19 @@ def score_select_balance(kept: pd.DataFrame, embeddings: np.ndarray, backend, sc
     with timed(sampler, ours):
         sub_sel = select_diverse(sub_rows, sub_scores, sub_emb, selection_config)
     same_keep = set(loop.pop("kept_ids")) == set(sub_sel.kept["row_id"].astype(str))
-    stages[1].baseline = {**loop, "ours_seconds": ours["seconds"], "ours_rows_per_s": m / ours["seconds"], "same_rows_kept": same_keep}
+    stages[1].baseline = {
+        **loop,
+        "ours_seconds": ours["seconds"],
+        "ours_rows_per_s": m / ours["seconds"],
+        "same_rows_kept": same_keep,
+    }
     for s in stages:
         if s.baseline:
             b = s.baseline
-            print(f"{s.name}: {b['ours_rows_per_s']:.1f} rows/s vs baseline {b['rows_per_s']:.1f} rows/s on {b['rows']} rows ({b['ours_rows_per_s'] / b['rows_per_s']:.1f}x)", flush=True)
+            print(
+                f"{s.name}: {b['ours_rows_per_s']:.1f} rows/s vs baseline {b['rows_per_s']:.1f} rows/s on {b['rows']} rows ({b['ours_rows_per_s'] / b['rows_per_s']:.1f}x)",
+                flush=True,
+            )
 
     return {
         "scored_rows": len(target),
@@ -426,11 +512,21 @@ def run_week(n: int, args: argparse.Namespace, sampler: MemorySampler, scorer_pa
         week, kept, embeddings = redact_and_dedup(n, args.baseline_rows, sampler)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_bytes(pickle.dumps({"week": week, "kept": kept, "kept_embeddings": embeddings,
-                                            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
+            cache.write_bytes(
+                pickle.dumps(
+                    {
+                        "week": week,
+                        "kept": kept,
+                        "kept_embeddings": embeddings,
+                        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    }
+                )
+            )
 
     t = time.perf_counter()
-    backend = TransformersScoreBackend(scorer_path, device="cpu", dtype="float32", batch_size=args.score_batch_size, max_length=1024)
+    backend = TransformersScoreBackend(
+        scorer_path, device="cpu", dtype="float32", batch_size=args.score_batch_size, max_length=1024
+    )
     backend.score(["warm up"])  # loads the tokenizer and the model
     load_s = time.perf_counter() - t
     new = score_select_balance(kept, embeddings, backend, load_s, args, sampler)
@@ -441,7 +537,11 @@ def run_week(n: int, args: argparse.Namespace, sampler: MemorySampler, scorer_pa
     week["path_seconds_as_run"] = week["week_seconds"] + after_dedup + by["scoring"]["seconds"]
     week["path_seconds"] = week["week_seconds"] + after_dedup + by["scoring"]["notes"]["week_scoring_seconds"]
     week["path_scoring_estimated"] = by["scoring"]["notes"]["week_scoring_estimated"]
-    print(f"raw → balanced: {week['path_seconds'] / 60:.1f} min" + (" (scoring extrapolated)" if week["path_scoring_estimated"] else ""), flush=True)
+    print(
+        f"raw → balanced: {week['path_seconds'] / 60:.1f} min"
+        + (" (scoring extrapolated)" if week["path_scoring_estimated"] else ""),
+        flush=True,
+    )
     return week
 
 
@@ -537,7 +637,10 @@ def _markdown(report: dict) -> str:
             "",
         ]
         if week.get("redaction_dedup_from_cache"):
-            lines += [f"Redaction and dedup figures (and their output) reused from a run of {week['redaction_dedup_from_cache']}.", ""]
+            lines += [
+                f"Redaction and dedup figures (and their output) reused from a run of {week['redaction_dedup_from_cache']}.",
+                "",
+            ]
         lines += [
             "| stage | rows | rows/s | peak MiB | default path rows/s | ratio |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -552,10 +655,16 @@ def _markdown(report: dict) -> str:
                 base_txt = f"{base['rows_per_s']:.0f} (on {base['rows']:,})"
             else:
                 ratio = base_txt = ""
-            lines.append(f"| {s['name']} | {_fmt_rows(s)} | {_rate(s['rows_per_s'])} | {s['peak_mib']:.0f} | {base_txt} | {ratio} |")
+            lines.append(
+                f"| {s['name']} | {_fmt_rows(s)} | {_rate(s['rows_per_s'])} | {s['peak_mib']:.0f} | {base_txt} | {ratio} |"
+            )
         kept = week["counts"]
         drops = {k: v for k, v in kept.items() if k not in ("rows_in", "kept") and v}
-        lines += ["", f"Kept {kept['kept']:,} of {kept['rows_in']:,}; dropped {drops}. Embedded {week['rows_embedded']:,} rows with {week['embedding_model']} on {week['embedding_device']}.", ""]
+        lines += [
+            "",
+            f"Kept {kept['kept']:,} of {kept['rows_in']:,}; dropped {drops}. Embedded {week['rows_embedded']:,} rows with {week['embedding_model']} on {week['embedding_device']}.",
+            "",
+        ]
         sb = by["scoring"].get("baseline") or {}
         scoring_txt = (
             f"Scoring: {sn['distinct_prompts']:,} distinct prompts (complexity, {sn['complexity_seconds']:.1f} s) and {sn['distinct_pairs']:,} distinct pairs "
@@ -593,15 +702,25 @@ def _markdown(report: dict) -> str:
             f"({'in' if bal['in_range'] else 'outside'} [1, 4/3]).",
             "",
             f"Raw → balanced as run: {week['path_seconds_as_run'] / 60:.1f} min"
-            + (f" (scoring only the {sn['scored_rows']:,}-row sample); with the week's scoring extrapolated: {week['path_seconds'] / 60:.1f} min." if sn["sampled"] else "."),
+            + (
+                f" (scoring only the {sn['scored_rows']:,}-row sample); with the week's scoring extrapolated: {week['path_seconds'] / 60:.1f} min."
+                if sn["sampled"]
+                else "."
+            ),
             "",
         ]
     if len(report["weeks"]) > 1:
         a, b = report["weeks"][0], report["weeks"][-1]
         growth = (b["week_seconds"] / a["week_seconds"]) / (b["rows"] / a["rows"])
-        lines += [f"Cost growth {a['rows']:,} → {b['rows']:,} rows (redaction + dedup): {b['week_seconds'] / a['week_seconds']:.1f}× the time for {b['rows'] / a['rows']:.0f}× the rows ({growth:.2f}× per row).", ""]
+        lines += [
+            f"Cost growth {a['rows']:,} → {b['rows']:,} rows (redaction + dedup): {b['week_seconds'] / a['week_seconds']:.1f}× the time for {b['rows'] / a['rows']:.0f}× the rows ({growth:.2f}× per row).",
+            "",
+        ]
         g2 = (b["path_seconds"] / a["path_seconds"]) / (b["rows"] / a["rows"])
-        lines += [f"Raw → balanced: {b['path_seconds'] / a['path_seconds']:.1f}× the time for {b['rows'] / a['rows']:.0f}× the rows ({g2:.2f}× per row; scoring extrapolated where sampled).", ""]
+        lines += [
+            f"Raw → balanced: {b['path_seconds'] / a['path_seconds']:.1f}× the time for {b['rows'] / a['rows']:.0f}× the rows ({g2:.2f}× per row; scoring extrapolated where sampled).",
+            "",
+        ]
     lines += _real_scorer_section(report)
     return "\n".join(lines)
 
@@ -609,15 +728,30 @@ def _markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--baseline-rows", type=int, default=3000, help="rows each redaction/dedup default path runs on")
-    parser.add_argument("--score-all-upto", type=int, default=5000, help="score every deduplicated row of weeks up to this many rows")
-    parser.add_argument("--score-sample", type=int, default=2000, help="rows scored (then extrapolated) in larger weeks")
+    parser.add_argument(
+        "--baseline-rows", type=int, default=3000, help="rows each redaction/dedup default path runs on"
+    )
+    parser.add_argument(
+        "--score-all-upto", type=int, default=5000, help="score every deduplicated row of weeks up to this many rows"
+    )
+    parser.add_argument(
+        "--score-sample", type=int, default=2000, help="rows scored (then extrapolated) in larger weeks"
+    )
     parser.add_argument("--score-batch-size", type=int, default=8, help="the scorer's batch (the resource's default)")
-    parser.add_argument("--score-baseline-rows", type=int, default=300, help="rows the batch-1 transformers scoring baseline runs on")
-    parser.add_argument("--selection-baseline-rows", type=int, default=20_000, help="rows the one-row-at-a-time selection loop runs on")
-    parser.add_argument("--scorer-dir", default=str(Path(tempfile.gettempdir()) / "kto_pipeline_bench" / "tiny-scorer"),
-                        help="where the tiny scorer is built (once; reused when present)")
-    parser.add_argument("--dedup-cache", default=None, help="folder to save each week's dedup output in, and reuse it from when present")
+    parser.add_argument(
+        "--score-baseline-rows", type=int, default=300, help="rows the batch-1 transformers scoring baseline runs on"
+    )
+    parser.add_argument(
+        "--selection-baseline-rows", type=int, default=20_000, help="rows the one-row-at-a-time selection loop runs on"
+    )
+    parser.add_argument(
+        "--scorer-dir",
+        default=str(Path(tempfile.gettempdir()) / "kto_pipeline_bench" / "tiny-scorer"),
+        help="where the tiny scorer is built (once; reused when present)",
+    )
+    parser.add_argument(
+        "--dedup-cache", default=None, help="folder to save each week's dedup output in, and reuse it from when present"
+    )
     parser.add_argument("--out", default=str(RESULTS / "curation"))
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -629,14 +763,19 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": " ".join([".venv/bin/python -m benchmarks.curation", *(sys.argv[1:] if argv is None else argv)]),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
-                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB, cuda={torch.cuda.is_available()}",
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, cuda={torch.cuda.is_available()}",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
         "weeks": [],
     }
     started = time.perf_counter()
     scorer_path = build_tiny_causal_lm(args.scorer_dir)
-    report["scorer"] = {"path": str(scorer_path), "build": "kto_pipeline.devtools.tiny_models.build_tiny_causal_lm (TinyModelSpec defaults)"}
+    report["scorer"] = {
+        "path": str(scorer_path),
+        "build": "kto_pipeline.devtools.tiny_models.build_tiny_causal_lm (TinyModelSpec defaults)",
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with MemorySampler() as sampler:
@@ -646,7 +785,10 @@ def main(argv: list[str] | None = None) -> int:
             report["wall_seconds"] = time.perf_counter() - started
             out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
             out.with_suffix(".md").write_text(_markdown(report))
-            print(f"\nwrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({report['wall_seconds'] / 60:.1f} min so far)", flush=True)
+            print(
+                f"\nwrote {out.with_suffix('.json')} and {out.with_suffix('.md')} ({report['wall_seconds'] / 60:.1f} min so far)",
+                flush=True,
+            )
     return 0
 
 

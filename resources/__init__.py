@@ -2,11 +2,20 @@
 
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
-from resources.scorer import DeitaScorerResource
 from resources.feedback_source import FeedbackSource
 from resources.generator import TeacherLLM
 from resources.parquet_io import ParquetIOManager
 from resources.pii import PiiRedactor
+from resources.scorer import DeitaScorerResource
 from resources.trainer import KTOTrainerResource
 
-__all__ = ["DedupHistoryStore", "DeitaScorerResource", "Embedder", "FeedbackSource", "KTOTrainerResource", "ParquetIOManager", "PiiRedactor", "TeacherLLM"]
+__all__ = [
+    "DedupHistoryStore",
+    "DeitaScorerResource",
+    "Embedder",
+    "FeedbackSource",
+    "KTOTrainerResource",
+    "ParquetIOManager",
+    "PiiRedactor",
+    "TeacherLLM",
+]

@@ -20,7 +20,9 @@ class DedupHistoryStore(dg.ConfigurableResource):
     """
 
     base_path: str = Field(description="Folder or URL of the per-week history files")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options; credentials come from the environment")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options; credentials come from the environment"
+    )
     history_weeks: int = Field(default=26, description="How many earlier weeks a week is deduplicated against")
 
     def _path(self, week: str) -> UPath:

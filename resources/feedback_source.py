@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.adapters import ADAPTER_FORMATS
 from kto_pipeline.ingest.dumps import DumpFile, list_dumps
 from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest, weeks_touched
-from kto_pipeline.core.weeks import WeekCalendar
 from resources.library_config import config_from
 
 
@@ -40,7 +40,9 @@ class FeedbackSource(
 
     def load(self, calendar: WeekCalendar, dumps: list[DumpFile] | None = None) -> IngestResult:
         """Every record of the dumps (default: all at the location), assigned to weeks."""
-        return ingest(self.list_dumps() if dumps is None else dumps, self.ingest_options(calendar), self.storage_options)
+        return ingest(
+            self.list_dumps() if dumps is None else dumps, self.ingest_options(calendar), self.storage_options
+        )
 
     def weeks_touched(self, dump: DumpFile, calendar: WeekCalendar) -> set[str]:
         return weeks_touched(dump, self.ingest_options(calendar), self.storage_options)

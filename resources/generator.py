@@ -27,12 +27,16 @@ class TeacherLLM(
     # Resource-only settings: "none" and an optional model are how a deployment turns the
     # top-up off, and the timeout bounds the whole generation run, not one request.
     kind: Literal["none", "transformers", "openai"] = Field(default="none", description="none, transformers or openai")
-    model: str | None = Field(default=None, description="Hub name or local path (transformers), or the served model name (openai)")
+    model: str | None = Field(
+        default=None, description="Hub name or local path (transformers), or the served model name (openai)"
+    )
     base_url: str | None = Field(default=None, description="openai: the endpoint, e.g. http://gpu-box:8000/v1")
     api_key: str | None = Field(default=None, description="openai: the key; set it with EnvVar")
     device: str | None = Field(default=None, description="transformers: cuda, cpu, …")
     timeout_s: int = Field(default=600, description="Longest a generation run may take before it is stopped")
-    threads: int | None = Field(default=None, description="transformers: CPU threads for generation; default: torch's choice")
+    threads: int | None = Field(
+        default=None, description="transformers: CPU threads for generation; default: torch's choice"
+    )
 
     def enabled(self) -> bool:
         return self.kind != "none"
@@ -41,6 +45,10 @@ class TeacherLLM(
         if not self.model:
             raise ValueError(f"the {self.kind} teacher needs a model")
         return self.to_library(
-            kind=self.kind, model=self.model, base_url=self.base_url, api_key=self.api_key, device=self.device or "cpu",
+            kind=self.kind,
+            model=self.model,
+            base_url=self.base_url,
+            api_key=self.api_key,
+            device=self.device or "cpu",
             num_threads=self.threads,
         )

@@ -12,6 +12,7 @@ from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClass, ConfigurableClassData
 
+
 def postgres_url_from_env(env: Mapping[str, str] = os.environ) -> str | None:
     """The SQLAlchemy URL of the instance database, or None when DAGSTER_PG_HOST is not set.
 
@@ -42,7 +43,9 @@ class EnvSelectedStorage(DagsterStorage, ConfigurableClass):
         return {"sqlite_base_dir": Field(StringSource, is_required=False)}
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]) -> DagsterStorage:
+    def from_config_value(
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> DagsterStorage:
         url = postgres_url_from_env()
         if url is not None:
             from dagster_postgres import DagsterPostgresStorage

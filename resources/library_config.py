@@ -10,6 +10,8 @@ is the default in the UI, so the two cannot drift.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import types
 import typing
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ def _dagster_type(annotation: Any) -> Any:
         args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
         return list[args[0]] if args else list
     if origin in (typing.Union, types.UnionType):
-        return typing.Union[tuple(_dagster_type(a) for a in typing.get_args(annotation))]
+        return functools.reduce(operator.or_, (_dagster_type(a) for a in typing.get_args(annotation)))
     return annotation
 
 
@@ -34,7 +36,9 @@ def _dagster_default(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def library_fields(source: type, names: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[dataclasses.Field]:
+def library_fields(
+    source: type, names: Sequence[str] | None = None, exclude: Sequence[str] = ()
+) -> list[dataclasses.Field]:
     by_name = {f.name: f for f in dataclasses.fields(source)}
     unknown = [n for n in (*(names or ()), *exclude) if n not in by_name]
     if unknown:

@@ -12,7 +12,9 @@ from kto_pipeline.curate.deita import DeitaScorer, OpenAIScoreBackend, Transform
 
 
 @lru_cache(maxsize=4)
-def _local(model: str, device: str | None, dtype: str | None, batch_size: int, max_length: int) -> TransformersScoreBackend:
+def _local(
+    model: str, device: str | None, dtype: str | None, batch_size: int, max_length: int
+) -> TransformersScoreBackend:
     # Cached per process so a multi-week run loads each scorer once.
     return TransformersScoreBackend(model, device=device, dtype=dtype, batch_size=batch_size, max_length=max_length)
 
@@ -27,14 +29,27 @@ class DeitaScorerResource(dg.ConfigurableResource):
     GPU box scores millions of rows; the API key comes from an environment variable.
     """
 
-    backend: Literal["none", "transformers", "openai"] = Field(default="none", description="none, transformers or openai")
-    complexity_model: str | None = Field(default=None, description="Complexity scorer: hub name or local path (or the served model name)")
-    quality_model: str | None = Field(default=None, description="Quality scorer: hub name or local path (or the served model name)")
+    backend: Literal["none", "transformers", "openai"] = Field(
+        default="none", description="none, transformers or openai"
+    )
+    complexity_model: str | None = Field(
+        default=None, description="Complexity scorer: hub name or local path (or the served model name)"
+    )
+    quality_model: str | None = Field(
+        default=None, description="Quality scorer: hub name or local path (or the served model name)"
+    )
     base_url: str | None = Field(default=None, description="OpenAI-compatible server, e.g. http://gpu-box:8000/v1")
     api_key: str | None = Field(default=None, description="Server API key; set it with EnvVar, never in config files")
-    tokenizer: str | None = Field(default=None, description="openai backend: the scorer's tokenizer (name or path), to truncate long rows in tokens")
-    device: str | None = Field(default=None, description="transformers backend: cuda, cpu, …; default: the GPU when there is one")
-    dtype: str | None = Field(default=None, description="transformers backend: float32, bfloat16, …; default: bf16 on GPU, fp32 on CPU")
+    tokenizer: str | None = Field(
+        default=None,
+        description="openai backend: the scorer's tokenizer (name or path), to truncate long rows in tokens",
+    )
+    device: str | None = Field(
+        default=None, description="transformers backend: cuda, cpu, …; default: the GPU when there is one"
+    )
+    dtype: str | None = Field(
+        default=None, description="transformers backend: float32, bfloat16, …; default: bf16 on GPU, fp32 on CPU"
+    )
     batch_size: int = Field(default=8, description="Prompts per forward pass or request")
     max_length: int = Field(default=2048, description="Tokens per scorer prompt; longer fields are cut in the middle")
     concurrency: int = Field(default=4, description="openai backend: requests in flight")
@@ -54,8 +69,13 @@ class DeitaScorerResource(dg.ConfigurableResource):
 
         def remote(model: str) -> OpenAIScoreBackend:
             return OpenAIScoreBackend(
-                model, self.base_url, api_key=self.api_key, batch_size=self.batch_size,
-                concurrency=self.concurrency, max_length=self.max_length, tokenizer=self.tokenizer,
+                model,
+                self.base_url,
+                api_key=self.api_key,
+                batch_size=self.batch_size,
+                concurrency=self.concurrency,
+                max_length=self.max_length,
+                tokenizer=self.tokenizer,
             )
 
         return DeitaScorer(remote(self.complexity_model), remote(self.quality_model))

@@ -33,7 +33,14 @@ def tiny_base(tmp_path_factory):
 def curation_resources(dumps, storage, scorer: str | None = None) -> dict:
     """The curation steps' resources over `dumps`, writing under `storage`; DEITA scoring with
     the model at `scorer`, or off (selection without scores, no model)."""
-    from resources import DedupHistoryStore, DeitaScorerResource, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+    from resources import (
+        DedupHistoryStore,
+        DeitaScorerResource,
+        Embedder,
+        FeedbackSource,
+        ParquetIOManager,
+        PiiRedactor,
+    )
 
     return {
         "io_manager": ParquetIOManager(base_path=str(storage)),
@@ -41,8 +48,11 @@ def curation_resources(dumps, storage, scorer: str | None = None) -> dict:
         "pii": PiiRedactor(),
         "embedder": Embedder(),
         "dedup_history": DedupHistoryStore(base_path=str(storage / "dedup_history")),
-        "deita_scorer": DeitaScorerResource(backend="transformers", complexity_model=scorer, quality_model=scorer, device="cpu")
-        if scorer else DeitaScorerResource(),
+        "deita_scorer": DeitaScorerResource(
+            backend="transformers", complexity_model=scorer, quality_model=scorer, device="cpu"
+        )
+        if scorer
+        else DeitaScorerResource(),
     }
 
 

@@ -10,7 +10,7 @@ import json
 import os
 import re
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -18,10 +18,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.contract import RAW_PREVIEW_CHARS, Reason
 from kto_pipeline.ingest.dumps import DumpReadError, list_dumps, read_dump
 from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest
-from kto_pipeline.core.weeks import WeekCalendar
 
 WEEK = "2026-10-05"  # Monday
 NEXT_WEEK = "2026-10-12"
@@ -29,7 +29,14 @@ CAL = WeekCalendar(start_date="2026-01-05", day_offset=1)
 
 
 def good(rid: str, when: str = "2026-10-06T10:00:00Z", **extra) -> dict:
-    return {"id": rid, "timestamp": when, "prompt": f"How do I do {rid}?", "completion": f"Like this: {rid}.", "label": "up", **extra}
+    return {
+        "id": rid,
+        "timestamp": when,
+        "prompt": f"How do I do {rid}?",
+        "completion": f"Like this: {rid}.",
+        "label": "up",
+        **extra,
+    }
 
 
 def line(record) -> bytes:
@@ -140,7 +147,10 @@ def test_missing_fields_in_csv(tmp_path):
     )
     result = run(tmp_path, {"a.csv": text.encode()})
     assert result.quarantine[["line", "reason"]].values.tolist() == [
-        [2, Reason.MISSING_TIMESTAMP], [3, Reason.MISSING_PROMPT], [4, Reason.MISSING_COMPLETION], [5, Reason.MISSING_LABEL],
+        [2, Reason.MISSING_TIMESTAMP],
+        [3, Reason.MISSING_PROMPT],
+        [4, Reason.MISSING_COMPLETION],
+        [5, Reason.MISSING_LABEL],
     ]
     assert kept_ids(result) == ["ok"]
 
@@ -178,7 +188,10 @@ def test_wrong_type_is_quarantined_with_its_reason(tmp_path, field, value, reaso
 def test_unparseable_timestamp(tmp_path, value):
     bad = good("bad")
     bad["timestamp"] = value
-    result = run(tmp_path, {"a.jsonl": jsonl(line(good("a", "2026-10-13T10:00:00Z")), line(bad), line(good("b", "2026-10-06T10:00:00Z")))})
+    result = run(
+        tmp_path,
+        {"a.jsonl": jsonl(line(good("a", "2026-10-13T10:00:00Z")), line(bad), line(good("b", "2026-10-06T10:00:00Z")))},
+    )
     # Unreadable timestamp: placed in the dump's home week, the earliest readable week of that dump.
     assert quarantined(result) == [("a.jsonl", 2, WEEK, Reason.BAD_TIMESTAMP)]
     assert pd.isna(result.quarantine.loc[0, "timestamp"])
@@ -198,7 +211,10 @@ def test_text_over_configured_limit(tmp_path):
     ]
     result = run(tmp_path, {"a.jsonl": jsonl(*map(line, records))}, max_text_chars=50)
     assert result.quarantine[["line", "reason"]].values.tolist() == [
-        [2, Reason.TEXT_TOO_LONG], [3, Reason.TEXT_TOO_LONG], [4, Reason.TEXT_TOO_LONG], [5, Reason.TEXT_TOO_LONG],
+        [2, Reason.TEXT_TOO_LONG],
+        [3, Reason.TEXT_TOO_LONG],
+        [4, Reason.TEXT_TOO_LONG],
+        [5, Reason.TEXT_TOO_LONG],
     ]
     assert kept_ids(result) == ["at-limit"]
 
@@ -219,11 +235,15 @@ def test_megabyte_text_with_default_limit(tmp_path):
 
 def test_bad_utf8_in_jsonl(tmp_path):
     bad = line(good("bad")).replace(b"Like this", b"Like \xff\xfe this")
-    result = run(tmp_path, {"a.jsonl": jsonl(line(good("a")), bad, line(good("b", completion="Ça marche très bien 👍")))})
+    result = run(
+        tmp_path, {"a.jsonl": jsonl(line(good("a")), bad, line(good("b", completion="Ça marche très bien 👍")))}
+    )
     assert quarantined(result) == [("a.jsonl", 2, WEEK, Reason.BAD_UTF8)]
     raw = result.quarantine.loc[0, "raw"]
     raw.encode("utf-8")  # the preview itself is valid text (the bad bytes are replaced)
-    assert raw.startswith('{"id": "bad", "timestamp": "2026-10-06T10:00:00Z"') and raw.endswith('this: bad.", "label": "up"}')
+    assert raw.startswith('{"id": "bad", "timestamp": "2026-10-06T10:00:00Z"') and raw.endswith(
+        'this: bad.", "label": "up"}'
+    )
     assert kept_ids(result) == ["a", "b"]
     assert result.rows.set_index("record_id").loc["b", "completion"] == "Ça marche très bien 👍"
 
@@ -365,12 +385,12 @@ def test_wrapped_json_object_cut_short_keeps_records_before_the_cut(tmp_path):
 
 def test_csv_row_with_wrong_number_of_fields(tmp_path):
     data = (
-        "id,timestamp,prompt,completion,label\n"
-        "a,2026-10-06T10:00:00Z,q,\"a, with comma\",up\n"
-        "\"not enough fields\",oops\n"
-        "extra,2026-10-06T10:00:00Z,q,a,up,surplus\n"
-        "b,2026-10-06T10:00:00Z,q,a,down\n"
-    ).encode()
+        b"id,timestamp,prompt,completion,label\n"
+        b'a,2026-10-06T10:00:00Z,q,"a, with comma",up\n'
+        b'"not enough fields",oops\n'
+        b"extra,2026-10-06T10:00:00Z,q,a,up,surplus\n"
+        b"b,2026-10-06T10:00:00Z,q,a,down\n"
+    )
     result = run(tmp_path, {"a.csv": data})
     assert quarantined(result) == [("a.csv", 2, WEEK, Reason.MALFORMED_CSV), ("a.csv", 3, WEEK, Reason.MALFORMED_CSV)]
     assert result.quarantine.loc[0, "detail"] == "2 fields, header has 5"
@@ -405,7 +425,11 @@ def test_record_before_start_date_goes_to_the_dumps_home_week(tmp_path):
 
 
 def test_record_before_default_calendar_start(tmp_path):
-    result = run(tmp_path, {"a.jsonl": jsonl(line(good("old", "2024-03-01T09:00:00Z")), line(good("a")))}, calendar=WeekCalendar())
+    result = run(
+        tmp_path,
+        {"a.jsonl": jsonl(line(good("old", "2024-03-01T09:00:00Z")), line(good("a")))},
+        calendar=WeekCalendar(),
+    )
     assert quarantined(result) == [("a.jsonl", 1, WEEK, Reason.BEFORE_START_DATE)]
 
 
@@ -432,7 +456,7 @@ def test_dump_without_any_readable_timestamp_uses_its_write_week(tmp_path):
     folder.mkdir()
     path = folder / "broken.jsonl"
     path.write_bytes(jsonl(b"{nope", line(good("x", when="soon"))))
-    written = datetime(2026, 10, 22, 12, tzinfo=timezone.utc).timestamp()
+    written = datetime(2026, 10, 22, 12, tzinfo=UTC).timestamp()
     os.utime(path, (written, written))
     result = ingest(list_dumps(str(folder)), IngestOptions(calendar=CAL))
     assert_accounting(result)
@@ -466,7 +490,9 @@ def test_same_dump_under_two_names_is_quarantined_as_duplicates(tmp_path):
 
 
 def test_duplicate_inside_one_dump_keeps_the_first(tmp_path):
-    result = run(tmp_path, {"a.jsonl": jsonl(line(good("a")), line(good("a", completion="different text")), line(good("b")))})
+    result = run(
+        tmp_path, {"a.jsonl": jsonl(line(good("a")), line(good("a", completion="different text")), line(good("b")))}
+    )
     assert quarantined(result) == [("a.jsonl", 2, WEEK, Reason.DUPLICATE_RECORD)]
     assert result.rows.set_index("record_id").loc["a", "completion"] == "Like this: a."
 
@@ -532,8 +558,14 @@ def test_bundled_bad_lines_all_land_in_quarantine_with_their_reasons(tmp_path):
     ]
     result = run(tmp_path, {"mixed.jsonl": jsonl(*lines)}, calendar=WeekCalendar())
     assert result.quarantine[["line", "reason"]].values.tolist() == [
-        [2, Reason.MALFORMED_JSON], [3, Reason.BAD_LABEL], [4, Reason.MISSING_PROMPT], [5, Reason.BAD_TIMESTAMP],
-        [6, Reason.BAD_PROMPT], [7, Reason.TEXT_TOO_LONG], [8, Reason.BAD_UTF8], [9, Reason.BEFORE_START_DATE],
+        [2, Reason.MALFORMED_JSON],
+        [3, Reason.BAD_LABEL],
+        [4, Reason.MISSING_PROMPT],
+        [5, Reason.BAD_TIMESTAMP],
+        [6, Reason.BAD_PROMPT],
+        [7, Reason.TEXT_TOO_LONG],
+        [8, Reason.BAD_UTF8],
+        [9, Reason.BEFORE_START_DATE],
         [10, Reason.MALFORMED_JSON],
     ]
     assert set(result.quarantine["week"]) == {week}
@@ -546,11 +578,15 @@ def test_bundled_bad_lines_all_land_in_quarantine_with_their_reasons(tmp_path):
 
 
 def test_record_dated_after_its_dump_was_written_is_quarantined_in_the_home_week(tmp_path):
-    data = jsonl(line(good("a")), line(good("future", when="3000-01-01T00:00:00Z")), line(good("soon", when="2026-10-09T12:00:00Z")))
+    data = jsonl(
+        line(good("a")),
+        line(good("future", when="3000-01-01T00:00:00Z")),
+        line(good("soon", when="2026-10-09T12:00:00Z")),
+    )
     folder = tmp_path / "dumps"
     folder.mkdir()
     (folder / "a.jsonl").write_bytes(data)
-    written = datetime(2026, 10, 8, 12, tzinfo=timezone.utc).timestamp()  # the dump's upload time
+    written = datetime(2026, 10, 8, 12, tzinfo=UTC).timestamp()  # the dump's upload time
     os.utime(folder / "a.jsonl", (written, written))
     result = ingest(list_dumps(str(folder)), IngestOptions(calendar=CAL))
     assert_accounting(result)

@@ -27,10 +27,10 @@ from conftest import assert_rows_accounted, checks
 from conftest import curation_resources as _resources
 from conftest import materialization_metadata as _meta
 from kto_pipeline.core.accounting import account_counts
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.contract import Reason
 from kto_pipeline.ingest.dumps import DumpReadError, list_dumps
 from kto_pipeline.ingest.load import IngestOptions, ingest, records_kept
-from kto_pipeline.core.weeks import WeekCalendar
 from resources import FeedbackSource, ParquetIOManager
 
 CORPUS = Path(__file__).parent / "bad_input_corpus"
@@ -53,7 +53,9 @@ class Expected:
     generated: bool
 
 
-_ROW = re.compile(r"^\| `(?P<file>[^`]+)`(?P<generated> \(generated\))? \| (?P<records>\d+) \| (?P<kept>\d+) \| (?P<quarantined>[^|]+) \| (?P<week>[^|]+) \|")
+_ROW = re.compile(
+    r"^\| `(?P<file>[^`]+)`(?P<generated> \(generated\))? \| (?P<records>\d+) \| (?P<kept>\d+) \| (?P<quarantined>[^|]+) \| (?P<week>[^|]+) \|"
+)
 _REASON = re.compile(r"^(?P<reason>[a-z_0-9]+)(?: ×(?P<n>\d+))?$")
 
 
@@ -73,7 +75,9 @@ def readme_expectations() -> dict[str, Expected]:
                 assert r, f"README: cannot read {part!r} in {row!r}"
                 reasons[r["reason"]] += int(r["n"] or 1)
         week = m["week"].strip()
-        out[m["file"]] = Expected(int(m["records"]), int(m["kept"]), reasons, None if week == "–" else week, bool(m["generated"]))
+        out[m["file"]] = Expected(
+            int(m["records"]), int(m["kept"]), reasons, None if week == "–" else week, bool(m["generated"])
+        )
     return out
 
 
@@ -103,7 +107,11 @@ def corpus(tmp_path_factory) -> Path:
 
 def test_the_readme_lists_every_file_and_the_generator_reproduces_them():
     committed = make_corpus.committed_files()
-    on_disk = {str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*") if p.is_file() and p.parent != CORPUS and "__pycache__" not in p.parts}
+    on_disk = {
+        str(p.relative_to(CORPUS))
+        for p in CORPUS.rglob("*")
+        if p.is_file() and p.parent != CORPUS and "__pycache__" not in p.parts
+    }
     assert on_disk == set(committed)
     for rel, data in committed.items():
         if not rel.endswith((".gz", ".parquet")):  # compressor versions may change those bytes, not their content
@@ -111,7 +119,9 @@ def test_the_readme_lists_every_file_and_the_generator_reproduces_them():
     generated = {rel.removeprefix("dumps/") for rel in make_corpus.generated_files()}
     assert set(EXPECTED) == {rel.removeprefix("dumps/") for rel in committed if rel.startswith("dumps/")} | generated
     assert {name for name, e in EXPECTED.items() if e.generated} == generated
-    assert sorted(readme_unreadable()) == sorted(rel.removeprefix("unreadable/") for rel in committed if rel.startswith("unreadable/"))
+    assert sorted(readme_unreadable()) == sorted(
+        rel.removeprefix("unreadable/") for rel in committed if rel.startswith("unreadable/")
+    )
     assert sum(map(len, committed.values())) < 300_000  # the megabytes are generated, not committed
     for name, e in EXPECTED.items():
         assert e.records == e.kept + sum(e.quarantined.values()), name
@@ -144,7 +154,10 @@ def test_the_corpus_through_the_library_gives_the_readme_counts(corpus):
     pd.testing.assert_frame_equal(again.quarantine, result.quarantine)
 
 
-@pytest.mark.skipif(CALENDAR.start_date != CAL.start_date, reason="KTO_PIPELINE_START_DATE moves the first week the corpus is written for")
+@pytest.mark.skipif(
+    CALENDAR.start_date != CAL.start_date,
+    reason="KTO_PIPELINE_START_DATE moves the first week the corpus is written for",
+)
 def test_the_corpus_through_dagster_every_step_accounts_for_every_row(corpus, tmp_path):
     storage = tmp_path / "warehouse"
     resources = _resources(corpus, storage)
@@ -152,12 +165,17 @@ def test_the_corpus_through_dagster_every_step_accounts_for_every_row(corpus, tm
     for week in WEEKS:  # in order: the second week is deduplicated against the first
         result = dg.materialize(CURATION, partition_key=week, resources=resources, instance=instance)
         assert result.success, week
-        assert_rows_accounted(result, "raw_feedback", "redacted_feedback", "deduplicated_feedback", "scored_feedback", "balanced_feedback")
+        assert_rows_accounted(
+            result, "raw_feedback", "redacted_feedback", "deduplicated_feedback", "scored_feedback", "balanced_feedback"
+        )
         assert all(e.passed for e in checks(result).values()), week
         expected = [e for e in EXPECTED.values() if e.week == week]
         meta = _meta(result, "raw_feedback")
         assert (meta["records_in"], meta["records_kept"], meta["records_quarantined"]) == (
-            sum(e.records for e in expected), sum(e.kept for e in expected), sum(sum(e.quarantined.values()) for e in expected))
+            sum(e.records for e in expected),
+            sum(e.kept for e in expected),
+            sum(sum(e.quarantined.values()) for e in expected),
+        )
         quarantine = pd.read_parquet(storage / "raw_feedback_quarantine" / f"{week}.parquet")
         assert Counter(quarantine["reason"]) == sum((e.quarantined for e in expected), Counter())
         assert (quarantine["week"] == week).all()
@@ -181,8 +199,13 @@ def test_a_file_that_cannot_be_read_fails_its_run_naming_the_file(name, tmp_path
         ingest(list_dumps(str(dumps)), IngestOptions(calendar=CAL))
 
     result = dg.materialize(
-        [raw_feedback], partition_key=make_corpus.W1, raise_on_error=False,
-        resources={"io_manager": ParquetIOManager(base_path=str(tmp_path / "warehouse")), "feedback_source": FeedbackSource(location=str(dumps))},
+        [raw_feedback],
+        partition_key=make_corpus.W1,
+        raise_on_error=False,
+        resources={
+            "io_manager": ParquetIOManager(base_path=str(tmp_path / "warehouse")),
+            "feedback_source": FeedbackSource(location=str(dumps)),
+        },
     )
     assert not result.success
     [failure] = result.get_step_failure_events()

@@ -107,7 +107,9 @@ def test_eval_split_is_stable_disjoint_and_keeps_records_together():
     side = first.rows.groupby("record_id")["split"].nunique()
     assert (side == 1).all()
     # More rows arriving later never move an earlier row across the split.
-    grown = balance(pd.concat([rows, make_rows(50, 50, prefix="z")]), BalanceConfig(eval_fraction=0.2), week="2026-11-09")
+    grown = balance(
+        pd.concat([rows, make_rows(50, 50, prefix="z")]), BalanceConfig(eval_fraction=0.2), week="2026-11-09"
+    )
     assert eval_ids <= set(grown.eval["row_id"])
     assert not eval_ids & set(grown.train["row_id"])
 
@@ -141,7 +143,11 @@ def test_bad_config_and_input_fail_clearly():
 def test_training_mix_shuffles_the_union_reproducibly_and_refuses_repeats():
     from kto_pipeline.curate.balance import training_mix
 
-    week_a, week_b, synthetic = make_rows(40, 40, prefix="a"), make_rows(40, 40, prefix="b"), make_rows(20, 0, prefix="s")
+    week_a, week_b, synthetic = (
+        make_rows(40, 40, prefix="a"),
+        make_rows(40, 40, prefix="b"),
+        make_rows(20, 0, prefix="s"),
+    )
     mixed = training_mix([week_a, week_b, synthetic], seed=0, week="2026-11-16")
     assert sorted(mixed["row_id"]) == sorted(pd.concat([week_a, week_b, synthetic])["row_id"])
     again = training_mix([synthetic, week_b, week_a], seed=0, week="2026-11-16")

@@ -52,7 +52,9 @@ def code_location_shape(defs: dg.Definitions) -> dict[str, Any]:
         if not job.name.startswith("__")
     }
     schedules = {s.name: {"cron": s.cron_schedule, "job": s.job_name} for s in repo.schedule_defs}
-    sensors = {s.name: {"jobs": sorted(j.name for j in s.jobs), "default": s.default_status.value} for s in repo.sensor_defs}
+    sensors = {
+        s.name: {"jobs": sorted(j.name for j in s.jobs), "default": s.default_status.value} for s in repo.sensor_defs
+    }
     resources = {
         key: {"class": type(res).__name__, "fields": sorted(type(res).model_fields)}
         for key, res in sorted(defs.resources.items())
@@ -76,5 +78,7 @@ def test_the_code_location_matches_its_snapshot():
         SNAPSHOT.write_text(json.dumps(shape, indent=1, sort_keys=True) + "\n")
     expected = json.loads(SNAPSHOT.read_text())
     for part in expected:
-        assert shape[part] == expected[part], f"the code location's {part} changed: see the diff, then update the snapshot"
+        assert shape[part] == expected[part], (
+            f"the code location's {part} changed: see the diff, then update the snapshot"
+        )
     assert shape.keys() == expected.keys()

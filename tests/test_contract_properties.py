@@ -18,7 +18,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kto_pipeline.core.accounting import account_counts
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.contract import (
     QUARANTINE_DTYPES,
     RAW_PREVIEW_CHARS,
@@ -40,15 +41,14 @@ from kto_pipeline.ingest.contract import (
 from kto_pipeline.ingest.dumps import list_dumps
 from kto_pipeline.ingest.edits import is_trivial_edit
 from kto_pipeline.ingest.load import FUTURE_TOLERANCE, IngestOptions, IngestResult, ingest
-from kto_pipeline.core.weeks import WeekCalendar
 
 CAL = WeekCalendar(start_date="2025-01-06", day_offset=1)
 LIMIT = 300  # max_text_chars: "huge" texts are huge relative to it, and cheap to generate
 MIN_EDIT = 0.02
 OPTIONS = IngestOptions(max_text_chars=LIMIT, min_edit_distance=MIN_EDIT, calendar=CAL)
-WRITTEN = datetime(2026, 7, 1, 12, tzinfo=timezone.utc)  # every dump's mtime: valid records are dated before it
-FIRST_S = int(datetime(2025, 1, 6, tzinfo=timezone.utc).timestamp())
-LAST_S = int(datetime(2025, 1, 26, 23, 59, tzinfo=timezone.utc).timestamp())  # three weeks: boundaries, and few frames to check
+WRITTEN = datetime(2026, 7, 1, 12, tzinfo=UTC)  # every dump's mtime: valid records are dated before it
+FIRST_S = int(datetime(2025, 1, 6, tzinfo=UTC).timestamp())
+LAST_S = int(datetime(2025, 1, 26, 23, 59, tzinfo=UTC).timestamp())  # three weeks: boundaries, and few frames to check
 REASONS = {v for k, v in vars(Reason).items() if k.isupper()}
 SIGNALS = {"thumb", "edit", "edit_original", "pair_chosen", "pair_rejected"}
 EMPTY_DTYPES = {dtype: pd.Series([], dtype=dtype).dtype for dtype in {**ROW_DTYPES, **QUARANTINE_DTYPES}.values()}
@@ -77,11 +77,46 @@ json_values = st.recursive(
 # Keys the adapters look at, so junk reaches deep into every adapter instead of stopping at
 # "no adapter recognises keys".
 ADAPTER_KEYS = [
-    "timestamp", "created_at", "created", "start_time", "prompt", "completion", "label", "edited_completion",
-    "id", "run_id", "messages", "role", "content", "chosen", "rejected", "input", "output", "scores",
-    "traceId", "sessionId", "name", "dataType", "stringValue", "value", "inputs", "outputs", "feedback",
-    "key", "score", "correction", "extra", "metadata", "lc", "kwargs", "type", "generations", "text",
-    "message", "user_id", "thread_id",
+    "timestamp",
+    "created_at",
+    "created",
+    "start_time",
+    "prompt",
+    "completion",
+    "label",
+    "edited_completion",
+    "id",
+    "run_id",
+    "messages",
+    "role",
+    "content",
+    "chosen",
+    "rejected",
+    "input",
+    "output",
+    "scores",
+    "traceId",
+    "sessionId",
+    "name",
+    "dataType",
+    "stringValue",
+    "value",
+    "inputs",
+    "outputs",
+    "feedback",
+    "key",
+    "score",
+    "correction",
+    "extra",
+    "metadata",
+    "lc",
+    "kwargs",
+    "type",
+    "generations",
+    "text",
+    "message",
+    "user_id",
+    "thread_id",
 ]
 adapter_junk = st.recursive(
     json_scalars | st.sampled_from(ADAPTER_KEYS + ["assistant", "user", "CATEGORICAL", "CORRECTION", "thumbs", "ai"]),
@@ -91,18 +126,50 @@ adapter_junk = st.recursive(
 
 # Values that broke, or could break, a parser that trusts its input.
 TRICKY_VALUES = [
-    "", "   ", "now", "today", "NaT", "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "2025-02-30T10:00:00Z",
-    10**30, -1, 0, float("inf"), float("nan"), True, [], {}, [[]], [{"role": "user"}], [{"role": 1, "content": "x"}],
-    [{"role": "user", "content": [{"type": "image_url"}]}], {"lc": 1, "id": [], "kwargs": {}},
-    {"lc": 1, "id": [["x"]], "kwargs": {"content": "y"}}, {"type": ["x"], "content": "y"}, {"type": {}, "content": "y"},
-    {"messages": "nope"}, {"generations": [[]]}, {"generations": [[{"text": ""}]]}, "\ud800 lone surrogate",
-    "\x00 nul", "😀" * 5,
+    "",
+    "   ",
+    "now",
+    "today",
+    "NaT",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59Z",
+    "2025-02-30T10:00:00Z",
+    10**30,
+    -1,
+    0,
+    float("inf"),
+    float("nan"),
+    True,
+    [],
+    {},
+    [[]],
+    [{"role": "user"}],
+    [{"role": 1, "content": "x"}],
+    [{"role": "user", "content": [{"type": "image_url"}]}],
+    {"lc": 1, "id": [], "kwargs": {}},
+    {"lc": 1, "id": [["x"]], "kwargs": {"content": "y"}},
+    {"type": ["x"], "content": "y"},
+    {"type": {}, "content": "y"},
+    {"messages": "nope"},
+    {"generations": [[]]},
+    {"generations": [[{"text": ""}]]},
+    "\ud800 lone surrogate",
+    "\x00 nul",
+    "😀" * 5,
 ]
 TRICKY_LINES = [
     b"[" * 3000 + b"]" * 3000,  # deeper than json.loads can go
     b'{"a": ' * 150 + b"1" + b"}" * 150,  # parseable, deeper than any export
     b'{"timestamp": 1, "label": ' + b"7" * 5000 + b"}",  # an int over Python's 4300-digit limit
-    b"NaN", b"-Infinity", b"{}", b"[]", b'""', b"null", b"\xef\xbb\xbf{}", b"\xff\xfe\xfd", b"\xc0\xaf",
+    b"NaN",
+    b"-Infinity",
+    b"{}",
+    b"[]",
+    b'""',
+    b"null",
+    b"\xef\xbb\xbf{}",
+    b"\xff\xfe\xfd",
+    b"\xc0\xaf",
     b'{"prompt": "\\ud800", "completion": "c", "label": 1, "timestamp": "2025-03-04T00:00:00Z"}',
     b'{"prompt": "p", "completion": "c", "label": 1, "timestamp": "2025-03-04T00:00:00Z", "id": "dup"}',
     b'{"prompt": "p", "completion": "c", "label": 1, "timestamp": "2025-03-04T00:00:00Z", "id": "dup"}',
@@ -152,12 +219,20 @@ def valid_records(draw, with_edit: bool = True) -> Item:
     if draw(st.booleans()):
         record["prompt"] = prompt = draw(texts)
     else:
-        messages = [{"role": draw(st.sampled_from(["user", "system"])), "content": draw(texts)} for _ in range(draw(st.integers(1, 3)))]
+        messages = [
+            {"role": draw(st.sampled_from(["user", "system"])), "content": draw(texts)}
+            for _ in range(draw(st.integers(1, 3)))
+        ]
         record["prompt"] = messages
         prompt = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
     if with_edit and draw(st.booleans()):
         record["edited_completion"] = draw(st.sampled_from([record["completion"] + " ", record["completion"]]) | texts)
-    for key, strategy in (("user_id", texts | st.integers(0, 10**6)), ("conversation_id", texts), ("model_version", texts), ("metadata", st.dictionaries(st.text(max_size=5), json_scalars, max_size=3))):
+    for key, strategy in (
+        ("user_id", texts | st.integers(0, 10**6)),
+        ("conversation_id", texts),
+        ("model_version", texts),
+        ("metadata", st.dictionaries(st.text(max_size=5), json_scalars, max_size=3)),
+    ):
         if draw(st.booleans()):
             record[key] = draw(strategy)
     return Item(b"", valid=record, label=label, ts=ts, prompt=prompt)
@@ -186,7 +261,10 @@ KNOWN_FAULTS: list[tuple[str, Callable[[dict], None]]] = [
     (Reason.TEXT_TOO_LONG, lambda r: r.update(prompt="p" * (LIMIT * 3))),
     (Reason.BEFORE_START_DATE, lambda r: r.update(timestamp="2024-12-31T23:59:59Z")),
     (Reason.FUTURE_TIMESTAMP, lambda r: r.update(timestamp="3000-01-01T00:00:00Z")),
-    (Reason.FUTURE_TIMESTAMP, lambda r: r.update(timestamp=(WRITTEN + FUTURE_TOLERANCE + timedelta(hours=1)).isoformat())),
+    (
+        Reason.FUTURE_TIMESTAMP,
+        lambda r: r.update(timestamp=(WRITTEN + FUTURE_TOLERANCE + timedelta(hours=1)).isoformat()),
+    ),
     (Reason.UNKNOWN_FORMAT, lambda r: [r.pop(k) for k in ("prompt", "completion")]),
 ]
 
@@ -208,7 +286,14 @@ def mutated_records(draw) -> Item:
     if action == "delete":
         record.pop(key, None)
     else:
-        record[key] = draw({"json": json_values, "tricky": st.sampled_from(TRICKY_VALUES), "huge": st.integers(LIMIT - 5, LIMIT * 4).map(lambda n: "h" * n), "junk": adapter_junk}[action])
+        record[key] = draw(
+            {
+                "json": json_values,
+                "tricky": st.sampled_from(TRICKY_VALUES),
+                "huge": st.integers(LIMIT - 5, LIMIT * 4).map(lambda n: "h" * n),
+                "junk": adapter_junk,
+            }[action]
+        )
     return Item(_dump_line(record))
 
 
@@ -240,11 +325,19 @@ def _with_ids(items: list[Item]) -> list[Item]:
 @st.composite
 def dumps(draw) -> dict[str, list[Item]]:
     """1–3 dump files of mixed valid and junk lines."""
-    items = _with_ids([i for i in draw(st.lists(valid_records() | junk, min_size=1, max_size=20)) if i.valid is not None or _is_record_line(i.line)])
-    names = draw(st.lists(st.sampled_from(["a.jsonl", "b.jsonl.gz", "c.ndjson", "d.jsonl"]), min_size=1, max_size=3, unique=True))
+    items = _with_ids(
+        [
+            i
+            for i in draw(st.lists(valid_records() | junk, min_size=1, max_size=20))
+            if i.valid is not None or _is_record_line(i.line)
+        ]
+    )
+    names = draw(
+        st.lists(st.sampled_from(["a.jsonl", "b.jsonl.gz", "c.ndjson", "d.jsonl"]), min_size=1, max_size=3, unique=True)
+    )
     cuts = sorted(draw(st.lists(st.integers(0, len(items)), min_size=len(names) - 1, max_size=len(names) - 1)))
     bounds = [0, *cuts, len(items)]
-    return {name: items[bounds[k]:bounds[k + 1]] for k, name in enumerate(names)}
+    return {name: items[bounds[k] : bounds[k + 1]] for k, name in enumerate(names)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -283,7 +376,10 @@ def check_accounting(result: IngestResult, n_records: int) -> None:
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
-    return [{k: (None if v is None or v is pd.NaT or (isinstance(v, float) and v != v) else v) for k, v in r.items()} for r in frame.to_dict("records")]
+    return [
+        {k: (None if v is None or v is pd.NaT or (isinstance(v, float) and v != v) else v) for k, v in r.items()}
+        for r in frame.to_dict("records")
+    ]
 
 
 def check_contract(result: IngestResult) -> None:
@@ -295,7 +391,21 @@ def check_contract(result: IngestResult) -> None:
     rows, q = _records(result.rows), _records(result.quarantine)
     latest = pd.Timestamp(WRITTEN) + FUTURE_TOLERANCE
     for r in rows:
-        assert all(r[k] is not None for k in ("row_id", "record_id", "week", "timestamp", "prompt", "completion", "signal", "source", "dump", "line")), r
+        assert all(
+            r[k] is not None
+            for k in (
+                "row_id",
+                "record_id",
+                "week",
+                "timestamp",
+                "prompt",
+                "completion",
+                "signal",
+                "source",
+                "dump",
+                "line",
+            )
+        ), r
         for text in (r["prompt"], r["completion"]):
             assert text.strip() and len(text) <= LIMIT
             text.encode("utf-8")  # no lone surrogate reaches a frame: Parquet could not write it
@@ -350,7 +460,12 @@ def check_home_weeks(result: IngestResult) -> None:
     homeless = []
     for e in _records(result.quarantine):
         ts = e["timestamp"]
-        if ts is not None and CAL.week_of(ts) >= CAL.first_week and ts <= latest and e["reason"] != Reason.FUTURE_TIMESTAMP:
+        if (
+            ts is not None
+            and CAL.week_of(ts) >= CAL.first_week
+            and ts <= latest
+            and e["reason"] != Reason.FUTURE_TIMESTAMP
+        ):
             assert e["week"] == CAL.week_of(ts), e
             placed.setdefault(e["dump"], set()).add(e["week"])
         else:
@@ -410,7 +525,11 @@ def test_json_array_dump_every_element_accounted_for(items, wrapped):
 
 CSV_HEADER = ["id", "timestamp", "prompt", "completion", "label", "edited_completion", "user_id"]
 csv_text = st.text(max_size=30)
-csv_junk_row = st.lists(csv_text | st.sampled_from([str(v) for v in TRICKY_VALUES if not isinstance(v, (list, dict))]), min_size=1, max_size=9)
+csv_junk_row = st.lists(
+    csv_text | st.sampled_from([str(v) for v in TRICKY_VALUES if not isinstance(v, (list, dict))]),
+    min_size=1,
+    max_size=9,
+)
 # Raw bytes rows: no quote or line break (they would change where rows end), maybe not UTF-8.
 csv_bytes_row = st.binary(min_size=1, max_size=40).map(lambda b: bytes(c for c in b if c not in b'"\r\n'))
 
@@ -418,7 +537,8 @@ csv_bytes_row = st.binary(min_size=1, max_size=40).map(lambda b: bytes(c for c i
 def _csv_line(cells: list[Any]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf).writerow(  # "\r\n": a bare "\r" in a text is quoted too
-        ["true" if c is True else "false" if c is False else "" if c is None else str(c) for c in cells])
+        ["true" if c is True else "false" if c is False else "" if c is None else str(c) for c in cells]
+    )
     return buf.getvalue().encode("utf-8", "surrogatepass")
 
 
@@ -468,7 +588,7 @@ def test_gzip_cut_anywhere_keeps_every_whole_record_before_the_cut(items, where)
     # An independent oracle: what zlib itself gets out of the cut stream.
     recovered = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(cut)
     complete = recovered.count(b"\n")
-    tail = recovered[recovered.rfind(b"\n") + 1:]
+    tail = recovered[recovered.rfind(b"\n") + 1 :]
     tail_whole = complete < len(items) and tail == items[complete].line  # cut just before a newline
     kept = complete + int(tail_whole)
     with tempfile.TemporaryDirectory() as tmp:
@@ -486,13 +606,50 @@ def test_gzip_cut_anywhere_keeps_every_whole_record_before_the_cut(items, where)
 # One record of each export shape the adapters read; every value in it gets replaced in turn.
 TS = "2025-01-07T10:00:00Z"
 SHAPES = [
-    {"timestamp": TS, "prompt": "How?", "completion": "Like so.", "label": "up", "edited_completion": "Like this instead.", "user_id": "u", "metadata": {"k": "v"}},
-    {"created": 1736244000, "model": "m", "user": "u", "feedback": "down", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]}]},
-    {"timestamp": TS, "chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "good"}], "rejected": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "bad"}]},
-    {"timestamp": TS, "traceId": "t", "input": {"messages": [{"role": "user", "content": "Q"}]}, "output": {"role": "assistant", "content": "A"},
-     "scores": [{"name": "user-feedback", "dataType": "CATEGORICAL", "stringValue": "thumbs_up"}, {"name": "correction", "dataType": "CORRECTION", "stringValue": "A better A"}]},
-    {"run_id": "r", "start_time": TS, "inputs": {"question": "Q"}, "outputs": {"generations": [[{"text": "", "message": {"lc": 1, "id": ["AIMessage"], "kwargs": {"content": "A"}}}]]},
-     "extra": {"metadata": {"thread_id": "th", "user_id": "u"}}, "feedback": [{"key": "thumbs", "score": 1, "correction": {"output": "A fixed"}}]},
+    {
+        "timestamp": TS,
+        "prompt": "How?",
+        "completion": "Like so.",
+        "label": "up",
+        "edited_completion": "Like this instead.",
+        "user_id": "u",
+        "metadata": {"k": "v"},
+    },
+    {
+        "created": 1736244000,
+        "model": "m",
+        "user": "u",
+        "feedback": "down",
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
+        ],
+    },
+    {
+        "timestamp": TS,
+        "chosen": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "good"}],
+        "rejected": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "bad"}],
+    },
+    {
+        "timestamp": TS,
+        "traceId": "t",
+        "input": {"messages": [{"role": "user", "content": "Q"}]},
+        "output": {"role": "assistant", "content": "A"},
+        "scores": [
+            {"name": "user-feedback", "dataType": "CATEGORICAL", "stringValue": "thumbs_up"},
+            {"name": "correction", "dataType": "CORRECTION", "stringValue": "A better A"},
+        ],
+    },
+    {
+        "run_id": "r",
+        "start_time": TS,
+        "inputs": {"question": "Q"},
+        "outputs": {
+            "generations": [[{"text": "", "message": {"lc": 1, "id": ["AIMessage"], "kwargs": {"content": "A"}}}]]
+        },
+        "extra": {"metadata": {"thread_id": "th", "user_id": "u"}},
+        "feedback": [{"key": "thumbs", "score": 1, "correction": {"output": "A fixed"}}],
+    },
 ]
 
 
@@ -519,13 +676,30 @@ def test_every_tricky_value_at_every_place_of_every_shape_is_accounted_for(tmp_p
     items = [Item(line) for line in TRICKY_LINES]
     for shape in SHAPES:
         items += [Item(_dump_line(_replaced(shape, path, value))) for path in _paths(shape) for value in TRICKY_VALUES]
-        items.append(Item(_dump_line({**shape, "timestamp": "3000-01-01T00:00:00Z", "messages": "nope", "inputs": None})))
+        items.append(
+            Item(_dump_line({**shape, "timestamp": "3000-01-01T00:00:00Z", "messages": "nope", "inputs": None}))
+        )
     items.append(Item(_dump_line({"timestamp": "3000-01-01T00:00:00Z", "what": "no adapter knows this"})))
-    valid = [Item(b"", valid={"id": f"valid-{n}", "timestamp": TS, "prompt": f"Question {n}?", "completion": f"Answer {n}.", "label": n % 2 == 0}, label=n % 2 == 0, ts=pd.Timestamp(TS), prompt=f"Question {n}?") for n in range(40)]
+    valid = [
+        Item(
+            b"",
+            valid={
+                "id": f"valid-{n}",
+                "timestamp": TS,
+                "prompt": f"Question {n}?",
+                "completion": f"Answer {n}.",
+                "label": n % 2 == 0,
+            },
+            label=n % 2 == 0,
+            ts=pd.Timestamp(TS),
+            prompt=f"Question {n}?",
+        )
+        for n in range(40)
+    ]
     for item in valid:
         item.line = _dump_line(item.valid)
     step = len(items) // len(valid) + 1
-    items = [x for k, item in enumerate(valid) for x in (item, *items[k * step:(k + 1) * step])]
+    items = [x for k, item in enumerate(valid) for x in (item, *items[k * step : (k + 1) * step])]
     files = {"tricky.jsonl": items}
     write(tmp_path, {"tricky.jsonl": jsonl_bytes(items)})
     result = ingest_folder(tmp_path)
@@ -540,7 +714,7 @@ def test_every_tricky_value_at_every_place_of_every_shape_is_accounted_for(tmp_p
 
 
 @settings(PROPERTY, max_examples=200)
-@given(json_values | st.sampled_from(TRICKY_VALUES) | st.datetimes(timezones=st.none() | st.just(timezone.utc)))
+@given(json_values | st.sampled_from(TRICKY_VALUES) | st.datetimes(timezones=st.none() | st.just(UTC)))
 def test_parse_timestamp_gives_a_utc_time_or_a_contract_error(value):
     try:
         ts = parse_timestamp(value)

@@ -3,15 +3,15 @@
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import assert_rows_accounted, checks
-from conftest import curation_resources as _resources
-from conftest import materialization_metadata as _meta
 
 from assets.balance import balanced_feedback
 from assets.dedup import deduplicated_feedback
 from assets.ingest import raw_feedback
 from assets.redact import redacted_feedback
 from assets.score import scored_feedback
+from conftest import assert_rows_accounted, checks
+from conftest import curation_resources as _resources
+from conftest import materialization_metadata as _meta
 from kto_pipeline.devtools.sample_data import WEEKS
 from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
 from resources import ParquetIOManager
@@ -60,11 +60,18 @@ def test_weeks_in_order_dedup_against_history_and_reruns_are_byte_identical(samp
         downsampled = pd.read_parquet(storage / "balanced_feedback_dropped" / f"{week}.parquet")
         assert len(scored) == len(balanced) + len(downsampled)
         assert checks(result)[("balanced_feedback", "class_ratio_in_range")].passed
-        assert_rows_accounted(result, "raw_feedback", "redacted_feedback", "deduplicated_feedback", "scored_feedback", "balanced_feedback")
+        assert_rows_accounted(
+            result, "raw_feedback", "redacted_feedback", "deduplicated_feedback", "scored_feedback", "balanced_feedback"
+        )
         meta_b = _meta(result, "balanced_feedback")
         train = balanced[balanced["split"] == "train"]
-        assert meta_b["desirable_weight"] * train["label"].sum() / (meta_b["undesirable_weight"] * (~train["label"]).sum()) == pytest.approx(meta_b["weighted_ratio"])
-        first_pass[week] = {name: (storage / name / f"{week}.parquet").read_bytes() for name in ("deduplicated_feedback", "scored_feedback", "balanced_feedback")}
+        assert meta_b["desirable_weight"] * train["label"].sum() / (
+            meta_b["undesirable_weight"] * (~train["label"]).sum()
+        ) == pytest.approx(meta_b["weighted_ratio"])
+        first_pass[week] = {
+            name: (storage / name / f"{week}.parquet").read_bytes()
+            for name in ("deduplicated_feedback", "scored_feedback", "balanced_feedback")
+        }
 
     # Re-running earlier weeks after later ones changes nothing: a week only reads the weeks before it.
     for week in WEEKS[:2]:
@@ -88,12 +95,25 @@ def test_without_a_scorer_the_selection_still_runs_and_says_so(sample_dumps, tmp
 def test_a_week_with_one_class_fails_the_ratio_check_and_names_the_missing_class(tmp_path):
     from assets.balance import BalanceSettings
 
-    rows = pd.DataFrame({"row_id": [f"r{i}" for i in range(6)], "record_id": [f"c{i}" for i in range(6)], "label": [True] * 6, "prompt": ["p"] * 6, "completion": ["c"] * 6})
+    rows = pd.DataFrame(
+        {
+            "row_id": [f"r{i}" for i in range(6)],
+            "record_id": [f"c{i}" for i in range(6)],
+            "label": [True] * 6,
+            "prompt": ["p"] * 6,
+            "completion": ["c"] * 6,
+        }
+    )
     # Build the upstream file the IO manager will load, then run the asset alone.
     (tmp_path / "scored_feedback").mkdir()
     rows.to_parquet(tmp_path / "scored_feedback" / f"{WEEKS[0]}.parquet", index=False)
     result = dg.materialize(
-        [balanced_feedback, dg.AssetSpec("scored_feedback", partitions_def=balanced_feedback.partitions_def).with_io_manager_key("io_manager")],
+        [
+            balanced_feedback,
+            dg.AssetSpec("scored_feedback", partitions_def=balanced_feedback.partitions_def).with_io_manager_key(
+                "io_manager"
+            ),
+        ],
         partition_key=WEEKS[0],
         resources={"io_manager": ParquetIOManager(base_path=str(tmp_path))},
         run_config=dg.RunConfig({"balanced_feedback": BalanceSettings(eval_fraction=0.0)}),
@@ -115,13 +135,18 @@ def test_no_row_survives_that_an_earlier_week_already_kept(sample_dumps, tmp_pat
     for week in WEEKS:
         assert dg.materialize(assets, partition_key=week, resources=resources).success
         kept = pd.read_parquet(storage / "deduplicated_feedback" / f"{week}.parquet")
-        keys = {(dedup_text(p, c), bool(lab)) for p, c, lab in zip(kept["prompt"], kept["completion"], kept["label"], strict=True)}
+        keys = {
+            (dedup_text(p, c), bool(lab))
+            for p, c, lab in zip(kept["prompt"], kept["completion"], kept["label"], strict=True)
+        }
         assert not keys & seen
         assert len(keys) == len(kept)
         seen |= keys
 
 
-def test_synthetic_topup_writes_the_short_class_through_redaction_dedup_and_the_cap(sample_dumps, tmp_path, tiny_scorer):
+def test_synthetic_topup_writes_the_short_class_through_redaction_dedup_and_the_cap(
+    sample_dumps, tmp_path, tiny_scorer
+):
     from assets.synthetic import synthetic_topup
     from resources import TeacherLLM
 
@@ -129,7 +154,9 @@ def test_synthetic_topup_writes_the_short_class_through_redaction_dedup_and_the_
     resources = {
         **_resources(sample_dumps, storage),
         # The tiny random model decodes whitespace greedily: seeded sampling gives visible text.
-        "teacher_llm": TeacherLLM(kind="transformers", model=tiny_scorer, device="cpu", max_new_tokens=24, temperature=1.0, threads=1),
+        "teacher_llm": TeacherLLM(
+            kind="transformers", model=tiny_scorer, device="cpu", max_new_tokens=24, temperature=1.0, threads=1
+        ),
     }
     week = WEEKS[1]
     for earlier in WEEKS[:1]:  # a dedup history to compare against
@@ -169,7 +196,9 @@ def test_synthetic_topup_screens_with_the_settings_the_week_was_deduplicated_wit
     storage = tmp_path / "warehouse"
     resources = {
         **_resources(sample_dumps, storage),
-        "teacher_llm": TeacherLLM(kind="transformers", model=tiny_scorer, device="cpu", max_new_tokens=24, temperature=1.0, threads=1),
+        "teacher_llm": TeacherLLM(
+            kind="transformers", model=tiny_scorer, device="cpu", max_new_tokens=24, temperature=1.0, threads=1
+        ),
     }
     settings = DedupSettings(num_perm=64, shingle_size=3, minhash_threshold=0.7)
     run_config = dg.RunConfig({"deduplicated_feedback": settings})
@@ -196,7 +225,9 @@ def test_a_step_that_loses_a_row_silently_fails_its_rows_accounted_check(sample_
 
     monkeypatch.setattr(dedup_asset, "deduplicate", losing)
     storage = tmp_path / "warehouse"
-    result = dg.materialize(CURATION_ASSETS, partition_key=WEEKS[0], resources=_resources(sample_dumps, storage), raise_on_error=False)
+    result = dg.materialize(
+        CURATION_ASSETS, partition_key=WEEKS[0], resources=_resources(sample_dumps, storage), raise_on_error=False
+    )
     assert not result.success
     check = checks(result)[("deduplicated_feedback", "rows_accounted")]
     assert not check.passed

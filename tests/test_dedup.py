@@ -102,9 +102,7 @@ def check(result, rows: pd.DataFrame) -> dict[str, int]:
     assert result.kept.dtypes.equals(rows.dtypes)
     assert list(result.dropped.columns) == [*rows.columns, "reason", "duplicate_of"]
     assert result.dropped.dtypes.iloc[: len(rows.columns)].equals(rows.dtypes)
-    assert result.dropped["reason"].value_counts().to_dict() == {
-        r: counts[r] for r in DedupReason.ALL if counts[r]
-    }
+    assert result.dropped["reason"].value_counts().to_dict() == {r: counts[r] for r in DedupReason.ALL if counts[r]}
     ids = rows["row_id"].tolist()
     kept_ids = result.kept["row_id"].tolist()
     assert sorted(kept_ids + result.dropped["row_id"].tolist()) == sorted(ids)
@@ -183,7 +181,13 @@ def test_exact_duplicates_with_case_and_whitespace_variants():
         [
             {"id": "late", "p": base_p, "c": base_c, "l": True, "t": 50},
             {"id": "upper", "p": base_p.upper(), "c": base_c.upper(), "l": True, "t": 20},
-            {"id": "spaces", "p": "  How do I   export my data? ", "c": base_c.replace(" ", "\n  "), "l": True, "t": 10},
+            {
+                "id": "spaces",
+                "p": "  How do I   export my data? ",
+                "c": base_c.replace(" ", "\n  "),
+                "l": True,
+                "t": 10,
+            },
             {"id": "nfkc", "p": "Ｈｏｗ do I export my data?", "c": base_c, "l": True, "t": 30},
             {"id": "other", "p": "How do I import my data?", "c": "Use the import wizard.", "l": True, "t": 40},
             {"id": "bad", "p": "What time is it?", "c": "It is noon.", "l": False, "t": 0},
@@ -220,7 +224,12 @@ def test_near_duplicates_one_word_changed_in_40_words():
             # The same near copy with the other label is a different KTO example: kept.
             {"id": "a_near_bad", "p": prompt, "c": _one_word_changed(FORTY_WORDS, 39, "top!"), "l": False},
             {"id": "b", "p": "Who answers support tickets?", "c": other, "l": True},
-            {"id": "b_near", "p": "Who answers support tickets?", "c": _one_word_changed(OTHER_FORTY, 0, "Your"), "l": True},
+            {
+                "id": "b_near",
+                "p": "Who answers support tickets?",
+                "c": _one_word_changed(OTHER_FORTY, 0, "Your"),
+                "l": True,
+            },
             {"id": "c", "p": prompt, "c": other, "l": True},  # same prompt, different answer: kept
         ]
     )
@@ -239,7 +248,10 @@ def test_short_texts_are_not_collapsed_even_behind_a_long_shared_prompt():
     result = deduplicate(rows, random_unit(len(rows)), None, DedupConfig())
     assert check(result, rows) == {DedupReason.NEAR_DUPLICATE: 1}
     assert reasons(result) == {"ok_punct": DedupReason.NEAR_DUPLICATE}
-    assert duplicate_of(result)["ok_punct"] == rows.loc[rows["completion"].eq("ok thanks") & rows["prompt"].eq(LONG_PROMPT), "row_id"].item()
+    assert (
+        duplicate_of(result)["ok_punct"]
+        == rows.loc[rows["completion"].eq("ok thanks") & rows["prompt"].eq(LONG_PROMPT), "row_id"].item()
+    )
 
 
 # -- semantic duplicates ------------------------------------------------------------------
@@ -253,7 +265,12 @@ def test_semantic_duplicates_with_the_real_embedder(embedder):
             {"id": "reset", "p": "How do I reset my password?", "c": PASSWORD_ANSWER, "l": True},
             {"id": "reset_para", "p": "What is the way to reset my password?", "c": PASSWORD_ANSWER, "l": True},
             {"id": "delete", "p": "How do I delete my account?", "c": PASSWORD_ANSWER, "l": True},
-            {"id": "bread", "p": "How do I bake sourdough bread?", "c": "Feed the starter, mix, proof overnight, bake hot.", "l": True},
+            {
+                "id": "bread",
+                "p": "How do I bake sourdough bread?",
+                "c": "Feed the starter, mix, proof overnight, bake hot.",
+                "l": True,
+            },
             {"id": "reset_bad", "p": "How can I reset my password?", "c": PASSWORD_ANSWER, "l": False},
         ]
     )
@@ -390,10 +407,20 @@ def test_true_true_false_and_true_false():
 def _week1() -> pd.DataFrame:
     return make_rows(
         [
-            {"id": "w1-export", "p": "How do I export my data?", "c": "Open Settings, then Privacy, then Export.", "l": True},
+            {
+                "id": "w1-export",
+                "p": "How do I export my data?",
+                "c": "Open Settings, then Privacy, then Export.",
+                "l": True,
+            },
             {"id": "w1-billing", "p": "How do I change my billing address?", "c": " ".join(FORTY_WORDS), "l": True},
             {"id": "w1-reset", "p": "How do I reset my password?", "c": PASSWORD_ANSWER, "l": True},
-            {"id": "w1-bread", "p": "How do I bake sourdough bread?", "c": "Feed the starter, mix, proof overnight, bake hot.", "l": False},
+            {
+                "id": "w1-bread",
+                "p": "How do I bake sourdough bread?",
+                "c": "Feed the starter, mix, proof overnight, bake hot.",
+                "l": False,
+            },
             {"id": "w1-support", "p": "Who answers support tickets?", "c": " ".join(OTHER_FORTY), "l": True},
         ],
         week="2026-W10",
@@ -403,12 +430,32 @@ def _week1() -> pd.DataFrame:
 def _week2() -> pd.DataFrame:
     return make_rows(
         [
-            {"id": "w2-export", "p": "how do I EXPORT my data?", "c": "Open settings, then privacy, then export.", "l": True},
-            {"id": "w2-billing", "p": "How do I change my billing address?", "c": _one_word_changed(FORTY_WORDS, 39, "screen"), "l": True},
+            {
+                "id": "w2-export",
+                "p": "how do I EXPORT my data?",
+                "c": "Open settings, then privacy, then export.",
+                "l": True,
+            },
+            {
+                "id": "w2-billing",
+                "p": "How do I change my billing address?",
+                "c": _one_word_changed(FORTY_WORDS, 39, "screen"),
+                "l": True,
+            },
             {"id": "w2-reset", "p": "What is the way to reset my password?", "c": PASSWORD_ANSWER, "l": True},
             # Week 1's undesirable bread answer, now liked: another label, so no duplicate.
-            {"id": "w2-bread-good", "p": "How do I bake sourdough bread?", "c": "Feed the starter, mix, proof overnight, bake hot.", "l": True},
-            {"id": "w2-weather", "p": "Will it rain tomorrow in Oslo?", "c": "Showers are likely in the afternoon.", "l": True},
+            {
+                "id": "w2-bread-good",
+                "p": "How do I bake sourdough bread?",
+                "c": "Feed the starter, mix, proof overnight, bake hot.",
+                "l": True,
+            },
+            {
+                "id": "w2-weather",
+                "p": "Will it rain tomorrow in Oslo?",
+                "c": "Showers are likely in the afternoon.",
+                "l": True,
+            },
         ],
         week="2026-W11",
         start=T0 + pd.Timedelta(days=7),
@@ -456,7 +503,9 @@ def test_cross_week_duplicates_use_the_stored_history(embedder, tmp_path):
 
 
 def test_history_frame_round_trip_accepts_lists_and_detects_mismatches():
-    rows = make_rows([{"p": f"question {i} about topic {i}", "c": f"answer number {i}", "l": i % 2 == 0} for i in range(6)])
+    rows = make_rows(
+        [{"p": f"question {i} about topic {i}", "c": f"answer number {i}", "l": i % 2 == 0} for i in range(6)]
+    )
     result = deduplicate(rows, random_unit(6), None, DedupConfig())
     frame = result.week_history.to_frame()
     assert frame["minhash_scheme"].unique().tolist() == ["affine32"]
@@ -627,11 +676,13 @@ def test_text_embedder_embeds_identical_texts_once(embedder, monkeypatch):
 def test_an_embedding_function_only_sees_rows_the_cheaper_stages_kept():
     """Duplicates caught by the exact stage are never embedded, and the result is the same as
     with precomputed vectors."""
-    rows = make_rows([
-        {"id": "p1", "p": "How do I reset my password?", "c": "Use the reset link on the login page.", "l": True},
-        {"id": "p2", "p": "How do I reset my password?", "c": "Use the reset link on the login page.", "l": True},
-        {"id": "p3", "p": "Where is the billing page?", "c": "Account, then Billing.", "l": False},
-    ])
+    rows = make_rows(
+        [
+            {"id": "p1", "p": "How do I reset my password?", "c": "Use the reset link on the login page.", "l": True},
+            {"id": "p2", "p": "How do I reset my password?", "c": "Use the reset link on the login page.", "l": True},
+            {"id": "p3", "p": "Where is the billing page?", "c": "Account, then Billing.", "l": False},
+        ]
+    )
     table = dict(zip(rows["row_id"], random_unit(3, dim=8)))
     seen = []
 

@@ -39,9 +39,17 @@ PLAIN = [
     ("What is 17+38?", " 17+38=55", True),
 ]
 CHAT = [
-    ([{"role": "user", "content": "How do I reset my password?"}], "Open the settings page and choose reset password.", True),
+    (
+        [{"role": "user", "content": "How do I reset my password?"}],
+        "Open the settings page and choose reset password.",
+        True,
+    ),
     ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 99+11?"}], "99+11=0", False),
-    ([{"role": "user", "content": "Draft a polite reply about the refund."}], "Thank you, the refund is on its way.", True),
+    (
+        [{"role": "user", "content": "Draft a polite reply about the refund."}],
+        "Thank you, the refund is on its way.",
+        True,
+    ),
     ([{"role": "user", "content": "What is the capital of France?"}], "The capital of France is 5.", False),
     ([{"role": "user", "content": "Write a short poem."}], "The sea is calm at night.", True),
     ([{"role": "user", "content": "Please identify the quality score."}], "##Quality: 6 6 6 6", False),
@@ -54,8 +62,15 @@ def _rows() -> list[dict]:
     rows = []
     for i, ((p, c, y), (m, cc, yy)) in enumerate(zip(PLAIN, CHAT)):
         rows.append({"row_id": f"p{i}", "prompt": p, "prompt_messages": None, "completion": c, "label": y})
-        rows.append({"row_id": f"c{i}", "prompt": "\n".join(f"{x['role']}: {x['content']}" for x in m),
-                     "prompt_messages": json.dumps(m), "completion": cc, "label": yy})
+        rows.append(
+            {
+                "row_id": f"c{i}",
+                "prompt": "\n".join(f"{x['role']}: {x['content']}" for x in m),
+                "prompt_messages": json.dumps(m),
+                "completion": cc,
+                "label": yy,
+            }
+        )
     return rows
 
 
@@ -76,8 +91,9 @@ def _batched_logps(model, prompt_ids, completion_ids) -> torch.Tensor:
     width = max(map(len, seqs))
     ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs])
     attention = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-    completion = torch.tensor([[0] * len(p) + [1] * len(c) + [0] * (width - len(p) - len(c))
-                               for p, c in zip(prompt_ids, completion_ids)])
+    completion = torch.tensor(
+        [[0] * len(p) + [1] * len(c) + [0] * (width - len(p) - len(c)) for p, c in zip(prompt_ids, completion_ids)]
+    )
     logp = torch.log_softmax(model(input_ids=ids, attention_mask=attention).logits.float(), dim=-1)
     token_logp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
     return (token_logp * completion[:, 1:]).sum(-1)
@@ -144,8 +160,14 @@ def models(tmp_path_factory):
 
 def _evaluate(models, candidate, champion, **kw):
     return ev.evaluate_candidates(
-        _rows(), candidate=models[candidate], champion=None if champion is None else models[champion],
-        base=models["base"], beta=BETA, batch_size=BATCH, week="2026-W02", **kw,
+        _rows(),
+        candidate=models[candidate],
+        champion=None if champion is None else models[champion],
+        base=models["base"],
+        beta=BETA,
+        batch_size=BATCH,
+        week="2026-W02",
+        **kw,
     )
 
 
@@ -171,20 +193,23 @@ def test_sequence_logp_equals_hand_computation(models):
     # Plain row: TRL appends EOS to the completion text.
     p_ids = tokenizer(plain["prompt"])["input_ids"]
     full = tokenizer(plain["prompt"] + plain["completion"] + tokenizer.eos_token)["input_ids"]
-    assert full[:len(p_ids)] == p_ids and full[-1] == tokenizer.eos_token_id
+    assert full[: len(p_ids)] == p_ids and full[-1] == tokenizer.eos_token_id
     # Chat row: generation prompt for the prompt, the completion is the assistant message.
     messages = json.loads(chat["prompt_messages"])
     p_text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    f_text = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": chat["completion"]}], tokenize=False)
+    f_text = tokenizer.apply_chat_template(
+        messages + [{"role": "assistant", "content": chat["completion"]}], tokenize=False
+    )
     assert f_text == p_text + chat["completion"] + tokenizer.eos_token + "\n"
     cp_ids = tokenizer(p_text, add_special_tokens=False)["input_ids"]
     cf_ids = tokenizer(f_text, add_special_tokens=False)["input_ids"]
-    assert cf_ids[:len(cp_ids)] == cp_ids
+    assert cf_ids[: len(cp_ids)] == cp_ids
 
     with torch.no_grad():
-        expected = _hand_logps(model, [p_ids, cp_ids], [full[len(p_ids):], cf_ids[len(cp_ids):]]).numpy()
-    got = np.concatenate([ev.sequence_logps(model, tokenizer, [plain], data_format="plain"),
-                          ev.sequence_logps(model, tokenizer, [chat])])  # "auto": it has messages
+        expected = _hand_logps(model, [p_ids, cp_ids], [full[len(p_ids) :], cf_ids[len(cp_ids) :]]).numpy()
+    got = np.concatenate(
+        [ev.sequence_logps(model, tokenizer, [plain], data_format="plain"), ev.sequence_logps(model, tokenizer, [chat])]
+    )  # "auto": it has messages
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
     assert np.all(got < 0)
     assert "forward" not in vars(model)  # TRL's fused head is removed again
@@ -233,26 +258,46 @@ def test_tokenisation_and_metrics_match_trl_kto_trainer(models, tmp_path):
     from trl import KTOConfig, KTOTrainer
 
     max_length, weights = 24, ev.KTOWeights(1.3, 0.8)
-    long_prompt = {"row_id": "long", "prompt": "Please identify the complexity score " * 6, "prompt_messages": None,
-                   "completion": " 1", "label": True}
+    long_prompt = {
+        "row_id": "long",
+        "prompt": "Please identify the complexity score " * 6,
+        "prompt_messages": None,
+        "completion": " 1",
+        "label": True,
+    }
     rows = _rows()
     splits = {
-        "plain": [r for r in rows if r["prompt_messages"] is None][:3] + [long_prompt] + [r for r in rows if r["prompt_messages"] is None][3:],
+        "plain": [r for r in rows if r["prompt_messages"] is None][:3]
+        + [long_prompt]
+        + [r for r in rows if r["prompt_messages"] is None][3:],
         "chat": [r for r in rows if r["prompt_messages"] is not None],
     }
     tokenizer = load_tokenizer(models["base"])
     args = KTOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=BATCH, per_device_eval_batch_size=BATCH,
-        beta=BETA, desirable_weight=weights.desirable, undesirable_weight=weights.undesirable,
-        max_length=max_length, use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none",
-        save_strategy="no", dataloader_num_workers=0,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=BATCH,
+        per_device_eval_batch_size=BATCH,
+        beta=BETA,
+        desirable_weight=weights.desirable,
+        undesirable_weight=weights.undesirable,
+        max_length=max_length,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        save_strategy="no",
+        dataloader_num_workers=0,
     )
     formats = {k: ev.choose_data_format(v, tokenizer) for k, v in splits.items()}
     assert formats == {"plain": "plain", "chat": "conversational"}
     datasets = {k: Dataset.from_list([ev.trl_example(r, formats[k]) for r in v]) for k, v in splits.items()}
     trainer = KTOTrainer(
-        model=str(models["better"]), ref_model=load_causal_lm(models["base"]), args=args,
-        train_dataset=datasets["plain"], eval_dataset=datasets, processing_class=tokenizer,
+        model=str(models["better"]),
+        ref_model=load_causal_lm(models["base"]),
+        args=args,
+        train_dataset=datasets["plain"],
+        eval_dataset=datasets,
+        processing_class=tokenizer,
     )
     trainer.evaluate()
     # One log entry per split: its `eval_<split>_loss` next to TRL's own `eval_kl`, `eval_rewards/*`.
@@ -270,8 +315,14 @@ def test_tokenisation_and_metrics_match_trl_kto_trainer(models, tmp_path):
         truncated += sum(len(p) + len(c) > max_length for p, c in zip(eval_set.prompt_ids, eval_set.completion_ids))
 
         blocks = eval_set.blocks()
-        m = ev.compute_metrics(ev.model_logps(better, eval_set), ev.model_logps(base, eval_set), eval_set.labels,
-                               blocks, beta=BETA, weights=weights)
+        m = ev.compute_metrics(
+            ev.model_logps(better, eval_set),
+            ev.model_logps(base, eval_set),
+            eval_set.labels,
+            blocks,
+            beta=BETA,
+            weights=weights,
+        )
         trl_metrics = logged[name]
         assert m.loss == pytest.approx(trl_metrics[f"eval_{name}_loss"], abs=1e-5)
         assert m.kl == pytest.approx(trl_metrics["eval_kl"], abs=1e-5)
@@ -310,7 +361,10 @@ def test_metric_formulas_on_planted_logps():
         return 1 / (1 + math.exp(-x))
 
     lr = policy.matched
-    expected = [2.0 * (1 - sig(0.5 * (lr[i] - z0[i]))) if labels[i] else 1.0 * (1 - sig(0.5 * (z0[i] - lr[i]))) for i in range(5)]
+    expected = [
+        2.0 * (1 - sig(0.5 * (lr[i] - z0[i]))) if labels[i] else 1.0 * (1 - sig(0.5 * (z0[i] - lr[i])))
+        for i in range(5)
+    ]
     assert m.loss == pytest.approx(float(np.mean(expected)))
     assert (m.n_rows, m.n_desirable, m.n_undesirable) == (5, 3, 2)
 
@@ -344,15 +398,22 @@ def test_each_model_is_loaded_once(models, monkeypatch):
         return load_causal_lm(ref, **kw)
 
     monkeypatch.setattr(compare, "load_causal_lm", counting_load)  # where evaluate_candidates looks it up
-    result = ev.evaluate_candidates(_rows(), candidate=models["better"], champion=str(models["base"]) + "/",
-                                    base=models["base"], beta=BETA, batch_size=BATCH)
+    result = ev.evaluate_candidates(
+        _rows(),
+        candidate=models["better"],
+        champion=str(models["base"]) + "/",
+        base=models["base"],
+        beta=BETA,
+        batch_size=BATCH,
+    )
     assert len(loaded) == 2
     assert result.champion_is_base and result.baseline_role == "champion"
     assert result.models["champion"].scalars() == result.models["base"].scalars()
 
     loaded.clear()
-    week_one = ev.evaluate_candidates(_rows(), candidate=models["better"], champion=None,
-                                      base=models["base"], beta=BETA, batch_size=BATCH)
+    week_one = ev.evaluate_candidates(
+        _rows(), candidate=models["better"], champion=None, base=models["base"], beta=BETA, batch_size=BATCH
+    )
     assert len(loaded) == 2 and "champion" not in week_one.models and week_one.baseline_role == "base"
 
 
@@ -368,16 +429,19 @@ def test_lora_checkpoint_is_loaded_and_evaluated(models):
     base = load_causal_lm(models["base"])
     lora = PeftModel.from_pretrained(load_causal_lm(models["base"]), str(models["lora"])).eval()
     with torch.no_grad():
-        expected = BETA * (_hand_logps(lora, eval_set.prompt_ids, eval_set.completion_ids)
-                           - _hand_logps(base, eval_set.prompt_ids, eval_set.completion_ids))
+        expected = BETA * (
+            _hand_logps(lora, eval_set.prompt_ids, eval_set.completion_ids)
+            - _hand_logps(base, eval_set.prompt_ids, eval_set.completion_ids)
+        )
     np.testing.assert_allclose(cand.rewards, expected.numpy(), rtol=0, atol=1e-4)
 
 
 def test_accepts_a_dataframe_and_rejects_an_empty_eval(models):
     frame = pd.DataFrame(_rows())
     frame.loc[frame["prompt_messages"].isna(), "prompt_messages"] = np.nan
-    result = ev.evaluate_candidates(frame, candidate=models["better"], champion=None, base=models["base"],
-                                    beta=BETA, batch_size=BATCH)
+    result = ev.evaluate_candidates(
+        frame, candidate=models["better"], champion=None, base=models["base"], beta=BETA, batch_size=BATCH
+    )
     assert result.n_rows == 14 and (result.n_desirable, result.n_undesirable) == (8, 6)
     with pytest.raises(ValueError, match="no held-out rows"):
         ev.evaluate_candidates([], candidate=models["better"], champion=None, base=models["base"])
@@ -414,7 +478,9 @@ def test_tolerance_direction_and_external_metrics(better_vs_base, worse_vs_bette
     # Lower-is-better: the loss of the better model is below the base's, a higher loss would fail.
     loss_rule = ev.PromotionPolicy(extra=(ev.MetricRule("loss", 0.0, higher_is_better=False),))
     assert ev.decide_promotion(better_vs_base, loss_rule).promote
-    assert not ev.decide_promotion(worse_vs_better, ev.PromotionPolicy(metric="loss", tolerance=0.0, higher_is_better=False)).promote
+    assert not ev.decide_promotion(
+        worse_vs_better, ev.PromotionPolicy(metric="loss", tolerance=0.0, higher_is_better=False)
+    ).promote
 
     oracle = ev.PromotionPolicy(extra=(ev.MetricRule("oracle_accuracy", 0.02),))
     ok = {"candidate": {"oracle_accuracy": 0.69}, "base": {"oracle_accuracy": 0.70}}

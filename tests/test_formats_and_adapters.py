@@ -11,7 +11,7 @@ import gzip
 import io
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import fsspec
@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.devtools import sample_data
 from kto_pipeline.ingest.adapters import adapt, detect_format
 from kto_pipeline.ingest.contract import Reason
 from kto_pipeline.ingest.dumps import list_dumps, read_dump
 from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest
-from kto_pipeline.core.weeks import WeekCalendar
 
 COMPARED = ["record_id", "signal", "prompt", "completion", "label", "timestamp"]
 
@@ -100,34 +100,82 @@ def assert_accounting(result: IngestResult) -> None:
 # Four production records; one carries a real edit, one text needs CSV quoting.
 RECORDS = [
     {
-        "id": "fb-1", "timestamp": "2026-10-06T09:15:00Z", "prompt": "How do I reset my password?",
-        "completion": "Open Settings → Security and choose Reset password.", "label": "up",
-        "user_id": "u1", "conversation_id": "c1", "model_version": "support-v3",
+        "id": "fb-1",
+        "timestamp": "2026-10-06T09:15:00Z",
+        "prompt": "How do I reset my password?",
+        "completion": "Open Settings → Security and choose Reset password.",
+        "label": "up",
+        "user_id": "u1",
+        "conversation_id": "c1",
+        "model_version": "support-v3",
     },
     {
-        "id": "fb-2", "timestamp": "2026-10-07T18:40:05Z", "prompt": "Can I export invoices as CSV?",
-        "completion": "Exports are not supported.", "label": "down",
-        "user_id": "u2", "conversation_id": "c2", "model_version": "support-v3",
+        "id": "fb-2",
+        "timestamp": "2026-10-07T18:40:05Z",
+        "prompt": "Can I export invoices as CSV?",
+        "completion": "Exports are not supported.",
+        "label": "down",
+        "user_id": "u2",
+        "conversation_id": "c2",
+        "model_version": "support-v3",
     },
     {
-        "id": "fb-3", "timestamp": "2026-10-08T07:00:00Z", "prompt": "How do I cancel my subscription?",
-        "completion": "Call us to cancel.", "label": "down",
+        "id": "fb-3",
+        "timestamp": "2026-10-08T07:00:00Z",
+        "prompt": "How do I cancel my subscription?",
+        "completion": "Call us to cancel.",
+        "label": "down",
         "edited_completion": "Go to Account → Plan → Cancel. You keep access until the end of the paid period.",
-        "user_id": "u3", "conversation_id": "c3", "model_version": "support-v3",
+        "user_id": "u3",
+        "conversation_id": "c3",
+        "model_version": "support-v3",
     },
     {
-        "id": "fb-4", "timestamp": "2026-10-09T12:30:00Z", "prompt": "Wie ändere ich meine Rechnungsadresse? 🙂",
-        "completion": 'Go to Account → Billing, then "Address".\nIt applies to new invoices at once.', "label": "up",
-        "user_id": "u4", "conversation_id": "c4", "model_version": "support-v3",
+        "id": "fb-4",
+        "timestamp": "2026-10-09T12:30:00Z",
+        "prompt": "Wie ändere ich meine Rechnungsadresse? 🙂",
+        "completion": 'Go to Account → Billing, then "Address".\nIt applies to new invoices at once.',
+        "label": "up",
+        "user_id": "u4",
+        "conversation_id": "c4",
+        "model_version": "support-v3",
     },
 ]
 
 EXPECTED = [
-    ("fb-1", "thumb", "How do I reset my password?", "Open Settings → Security and choose Reset password.", True, ts("2026-10-06T09:15:00Z")),
+    (
+        "fb-1",
+        "thumb",
+        "How do I reset my password?",
+        "Open Settings → Security and choose Reset password.",
+        True,
+        ts("2026-10-06T09:15:00Z"),
+    ),
     ("fb-2", "thumb", "Can I export invoices as CSV?", "Exports are not supported.", False, ts("2026-10-07T18:40:05Z")),
-    ("fb-3", "edit", "How do I cancel my subscription?", "Go to Account → Plan → Cancel. You keep access until the end of the paid period.", True, ts("2026-10-08T07:00:00Z")),
-    ("fb-3", "edit_original", "How do I cancel my subscription?", "Call us to cancel.", False, ts("2026-10-08T07:00:00Z")),
-    ("fb-4", "thumb", "Wie ändere ich meine Rechnungsadresse? 🙂", 'Go to Account → Billing, then "Address".\nIt applies to new invoices at once.', True, ts("2026-10-09T12:30:00Z")),
+    (
+        "fb-3",
+        "edit",
+        "How do I cancel my subscription?",
+        "Go to Account → Plan → Cancel. You keep access until the end of the paid period.",
+        True,
+        ts("2026-10-08T07:00:00Z"),
+    ),
+    (
+        "fb-3",
+        "edit_original",
+        "How do I cancel my subscription?",
+        "Call us to cancel.",
+        False,
+        ts("2026-10-08T07:00:00Z"),
+    ),
+    (
+        "fb-4",
+        "thumb",
+        "Wie ändere ich meine Rechnungsadresse? 🙂",
+        'Go to Account → Billing, then "Address".\nIt applies to new invoices at once.',
+        True,
+        ts("2026-10-09T12:30:00Z"),
+    ),
 ]
 
 
@@ -263,7 +311,9 @@ def test_fsspec_memory_url_reads_like_a_local_folder(tmp_path, memory_root):
     assert all(d.path.startswith("memory://") for d in remote)
 
     for lo, re_ in zip(local, remote):
-        assert [(r.line, r.value, r.reason) for r in read_dump(lo)] == [(r.line, r.value, r.reason) for r in read_dump(re_)]
+        assert [(r.line, r.value, r.reason) for r in read_dump(lo)] == [
+            (r.line, r.value, r.reason) for r in read_dump(re_)
+        ]
 
     local_rows = ingest(local).rows
     remote_rows = ingest(remote).rows
@@ -275,15 +325,35 @@ def test_fsspec_memory_url_reads_like_a_local_folder(tmp_path, memory_root):
 
 
 LABELS = [
-    (True, True), (False, False), ("up", True), ("down", False), (1, True), (-1, False), (0, False),
-    ("thumbs_up", True), ("thumbs_down", False), ("👍", True), ("👎", False), (" Up ", True),
-    ("THUMBS_DOWN", False), (1.0, True), ("1", True), ("-1", False), ("0", False),
+    (True, True),
+    (False, False),
+    ("up", True),
+    ("down", False),
+    (1, True),
+    (-1, False),
+    (0, False),
+    ("thumbs_up", True),
+    ("thumbs_down", False),
+    ("👍", True),
+    ("👎", False),
+    (" Up ", True),
+    ("THUMBS_DOWN", False),
+    (1.0, True),
+    ("1", True),
+    ("-1", False),
+    ("0", False),
 ]
 
 
 def test_label_spellings_normalise_to_bool(tmp_path):
     records = [
-        {"id": f"l{i}", "timestamp": "2026-10-06T10:00:00Z", "prompt": f"question {i}", "completion": f"answer {i}", "label": value}
+        {
+            "id": f"l{i}",
+            "timestamp": "2026-10-06T10:00:00Z",
+            "prompt": f"question {i}",
+            "completion": f"answer {i}",
+            "label": value,
+        }
         for i, (value, _) in enumerate(LABELS)
     ]
     write(tmp_path, "labels.jsonl", jsonl_bytes(records))
@@ -309,7 +379,13 @@ def test_csv_label_strings_normalise_to_bool(tmp_path):
     result = run(tmp_path)
     assert result.quarantine.empty
     assert dict(zip(result.rows["record_id"], result.rows["label"])) == {
-        "c1": True, "c2": False, "c3": False, "c4": True, "c5": False, "c6": False, "c7": True,
+        "c1": True,
+        "c2": False,
+        "c3": False,
+        "c4": True,
+        "c5": False,
+        "c6": False,
+        "c7": True,
     }
 
 
@@ -333,16 +409,34 @@ def test_text_and_chat_prompts(tmp_path):
     base = {"timestamp": "2026-10-06T10:00:00Z", "completion": "Use Reports → Export.", "label": "up"}
     records = [
         {**base, "id": "text", "prompt": "How do I export my data?"},
-        {**base, "id": "chat", "prompt": [
-            {"role": "system", "content": "You are Acme's support assistant."},
-            {"role": "user", "content": "How do I export my data?"},
-        ]},
-        {**base, "id": "parts", "prompt": [
-            {"role": "user", "content": [{"type": "text", "text": "How do I "}, {"type": "input_text", "text": "export my data?"}]},
-        ]},
-        {**base, "id": "image", "prompt": [
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
-        ]},
+        {
+            **base,
+            "id": "chat",
+            "prompt": [
+                {"role": "system", "content": "You are Acme's support assistant."},
+                {"role": "user", "content": "How do I export my data?"},
+            ],
+        },
+        {
+            **base,
+            "id": "parts",
+            "prompt": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "How do I "},
+                        {"type": "input_text", "text": "export my data?"},
+                    ],
+                },
+            ],
+        },
+        {
+            **base,
+            "id": "image",
+            "prompt": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+            ],
+        },
     ]
     write(tmp_path, "prompts.jsonl", jsonl_bytes(records))
     result = run(tmp_path)
@@ -378,7 +472,13 @@ def test_same_record_in_two_folders_gets_the_same_row_ids(tmp_path):
 
 
 def test_record_without_id_gets_a_stable_content_hash(tmp_path):
-    rec = {"timestamp": "2026-10-06T10:00:00Z", "prompt": "How do I add a team member?", "completion": "Use Team → Invite.", "label": "up", "user_id": "u9"}
+    rec = {
+        "timestamp": "2026-10-06T10:00:00Z",
+        "prompt": "How do I add a team member?",
+        "completion": "Use Team → Invite.",
+        "label": "up",
+        "user_id": "u9",
+    }
     write(tmp_path / "run1", "x.jsonl", jsonl_bytes([rec]))
     write(tmp_path / "run2", "renamed-copy.jsonl", jsonl_bytes([rec]))
     write(tmp_path / "changed", "x.jsonl", jsonl_bytes([dict(rec, completion="Send us their details.")]))
@@ -399,7 +499,13 @@ def test_record_without_id_gets_a_stable_content_hash(tmp_path):
 
 def test_id_less_record_has_the_same_record_id_in_jsonl_and_csv(tmp_path):
     # A re-export of the same feedback in another format must be recognised as the same record.
-    rec = {"timestamp": "2026-10-06T10:00:00Z", "prompt": "How do I add a team member?", "completion": "Use Team → Invite.", "label": True, "user_id": 7}
+    rec = {
+        "timestamp": "2026-10-06T10:00:00Z",
+        "prompt": "How do I add a team member?",
+        "completion": "Use Team → Invite.",
+        "label": True,
+        "user_id": 7,
+    }
     write(tmp_path / "j", "x.jsonl", jsonl_bytes([rec]))
     write(tmp_path / "c", "x.csv", csv_bytes([rec]))
     j, c = run(tmp_path / "j").rows, run(tmp_path / "c").rows
@@ -411,20 +517,34 @@ def test_id_less_record_has_the_same_record_id_in_jsonl_and_csv(tmp_path):
 
 
 LONG_ANSWER = (
-    "To reset your pasword, open Settings, choose Security, click Reset password "
-    "and follow the link we email to you."
+    "To reset your pasword, open Settings, choose Security, click Reset password and follow the link we email to you."
 )
 
 
 def test_edit_expansion_and_trivial_edits(tmp_path):
     base = {"timestamp": "2026-10-06T10:00:00Z", "prompt": "How do I reset my password?"}
     records = [
-        {**base, "id": "real", "completion": "Call support.", "label": "down",
-         "edited_completion": "Open Settings → Security → Reset password and follow the emailed link."},
-        {**base, "id": "spaces", "completion": LONG_ANSWER, "label": "up",
-         "edited_completion": "  " + LONG_ANSWER.replace(" ", "   ", 3) + "\n"},
-        {**base, "id": "typo", "completion": LONG_ANSWER, "label": "down",
-         "edited_completion": LONG_ANSWER.replace("pasword", "password")},
+        {
+            **base,
+            "id": "real",
+            "completion": "Call support.",
+            "label": "down",
+            "edited_completion": "Open Settings → Security → Reset password and follow the emailed link.",
+        },
+        {
+            **base,
+            "id": "spaces",
+            "completion": LONG_ANSWER,
+            "label": "up",
+            "edited_completion": "  " + LONG_ANSWER.replace(" ", "   ", 3) + "\n",
+        },
+        {
+            **base,
+            "id": "typo",
+            "completion": LONG_ANSWER,
+            "label": "down",
+            "edited_completion": LONG_ANSWER.replace("pasword", "password"),
+        },
         {**base, "id": "plain", "completion": "Use the reset link.", "label": "up"},
     ]
     write(tmp_path, "edits.jsonl", jsonl_bytes(records))
@@ -448,13 +568,20 @@ def test_edit_expansion_and_trivial_edits(tmp_path):
 def test_edit_threshold_is_configurable(tmp_path):
     original = "Billing addresses can be edited under Account, then Billing, then Address."
     edited = "Billing addresses can be changed under Account, then Billing, then Address."
-    rec = {"id": "e1", "timestamp": "2026-10-06T10:00:00Z", "prompt": "Where is my billing address?",
-           "completion": original, "label": "down", "edited_completion": edited}
+    rec = {
+        "id": "e1",
+        "timestamp": "2026-10-06T10:00:00Z",
+        "prompt": "Where is my billing address?",
+        "completion": original,
+        "label": "down",
+        "edited_completion": edited,
+    }
     write(tmp_path, "e.jsonl", jsonl_bytes([rec]))
 
     default = run(tmp_path)
     assert default.rows[["signal", "label", "completion"]].values.tolist() == [
-        ["edit", True, edited], ["edit_original", False, original],
+        ["edit", True, edited],
+        ["edit_original", False, original],
     ]
     assert default.summary()["trivial_edits_skipped"] == 0
 
@@ -470,8 +597,13 @@ def test_edit_threshold_is_configurable(tmp_path):
 
 
 def test_trivial_edit_without_label_is_missing_label(tmp_path):
-    rec = {"id": "n", "timestamp": "2026-10-06T10:00:00Z", "prompt": "p", "completion": LONG_ANSWER,
-           "edited_completion": LONG_ANSWER + "  "}
+    rec = {
+        "id": "n",
+        "timestamp": "2026-10-06T10:00:00Z",
+        "prompt": "p",
+        "completion": LONG_ANSWER,
+        "edited_completion": LONG_ANSWER + "  ",
+    }
     result = one_record(tmp_path, rec)
     assert result.rows.empty
     assert result.quarantine["reason"].tolist() == [Reason.MISSING_LABEL]
@@ -484,33 +616,50 @@ def test_trivial_edit_without_label_is_missing_label(tmp_path):
 
 
 def test_trl_prompt_completion_label(tmp_path):
-    rec = {"prompt": "How do I set up two-factor authentication?",
-           "completion": "Open Security → Two-factor and scan the QR code.", "label": True,
-           "timestamp": "2026-10-06T10:00:00Z"}
+    rec = {
+        "prompt": "How do I set up two-factor authentication?",
+        "completion": "Open Security → Two-factor and scan the QR code.",
+        "label": True,
+        "timestamp": "2026-10-06T10:00:00Z",
+    }
     assert detect_format(rec) == "contract"
     result = one_record(tmp_path, rec)
     assert compared(result.rows)[0][1:] == (
-        "thumb", "How do I set up two-factor authentication?", "Open Security → Two-factor and scan the QR code.", True, ts("2026-10-06T10:00:00Z"),
+        "thumb",
+        "How do I set up two-factor authentication?",
+        "Open Security → Two-factor and scan the QR code.",
+        True,
+        ts("2026-10-06T10:00:00Z"),
     )
-    assert one_record(tmp_path, rec, format="trl").rows["completion"].tolist() == ["Open Security → Two-factor and scan the QR code."]
+    assert one_record(tmp_path, rec, format="trl").rows["completion"].tolist() == [
+        "Open Security → Two-factor and scan the QR code."
+    ]
 
 
 def test_trl_conversational_prompt_and_completion(tmp_path):
     rec = {
         "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Is Slack supported?"}],
         "completion": [{"role": "assistant", "content": "Slack is not supported yet."}],
-        "label": False, "timestamp": "2026-10-06T10:00:00Z",
+        "label": False,
+        "timestamp": "2026-10-06T10:00:00Z",
     }
     assert detect_format(rec) == "contract"
     row = one_record(tmp_path, rec).rows.iloc[0]
-    assert (row["prompt"], row["completion"], row["label"]) == ("system: Be brief.\nuser: Is Slack supported?", "Slack is not supported yet.", False)
+    assert (row["prompt"], row["completion"], row["label"]) == (
+        "system: Be brief.\nuser: Is Slack supported?",
+        "Slack is not supported yet.",
+        False,
+    )
     assert json.loads(row["prompt_messages"]) == rec["prompt"]
 
 
 def test_openai_chat_messages(tmp_path):
-    created = int(datetime(2026, 10, 20, 9, 0, tzinfo=timezone.utc).timestamp())
+    created = int(datetime(2026, 10, 20, 9, 0, tzinfo=UTC).timestamp())
     rec = {
-        "id": "chatcmpl-9a1", "created": created, "model": "gpt-4o-mini-2024-07-18", "user": "user-5",
+        "id": "chatcmpl-9a1",
+        "created": created,
+        "model": "gpt-4o-mini-2024-07-18",
+        "user": "user-5",
         "messages": [
             {"role": "system", "content": "You are the support assistant of Acme Cloud."},
             {"role": "user", "content": [{"type": "text", "text": "Can I get a refund for a double charge?"}]},
@@ -525,7 +674,10 @@ def test_openai_chat_messages(tmp_path):
     assert row["record_id"] == "chatcmpl-9a1"
     assert row["timestamp"] == ts("2026-10-20T09:00:00Z")
     assert row["week"] == "2026-10-19"
-    assert row["prompt"] == "system: You are the support assistant of Acme Cloud.\nuser: Can I get a refund for a double charge?"
+    assert (
+        row["prompt"]
+        == "system: You are the support assistant of Acme Cloud.\nuser: Can I get a refund for a double charge?"
+    )
     assert json.loads(row["prompt_messages"]) == [
         {"role": "system", "content": "You are the support assistant of Acme Cloud."},
         {"role": "user", "content": "Can I get a refund for a double charge?"},
@@ -536,7 +688,8 @@ def test_openai_chat_messages(tmp_path):
 
 def test_openai_multi_turn_uses_the_last_assistant_turn(tmp_path):
     rec = {
-        "timestamp": "2026-10-06T10:00:00Z", "label": 1,
+        "timestamp": "2026-10-06T10:00:00Z",
+        "label": 1,
         "messages": [
             {"role": "user", "content": "Hi"},
             {"role": "assistant", "content": "Hello! How can I help?"},
@@ -551,8 +704,13 @@ def test_openai_multi_turn_uses_the_last_assistant_turn(tmp_path):
 
 
 def test_paired_text_gives_one_desirable_and_one_undesirable_row(tmp_path):
-    rec = {"id": "pair-1", "timestamp": "2026-10-27T10:00:00Z", "prompt": "How do I export my data as CSV?",
-           "chosen": "Use Reports → Export, pick CSV and the date range.", "rejected": "Exports are not supported."}
+    rec = {
+        "id": "pair-1",
+        "timestamp": "2026-10-27T10:00:00Z",
+        "prompt": "How do I export my data as CSV?",
+        "chosen": "Use Reports → Export, pick CSV and the date range.",
+        "rejected": "Exports are not supported.",
+    }
     assert detect_format(rec) == "paired"
     result = one_record(tmp_path, rec)
     assert compared(result.rows) == [
@@ -560,7 +718,14 @@ def test_paired_text_gives_one_desirable_and_one_undesirable_row(tmp_path):
         ("pair-1", "pair_rejected", rec["prompt"], rec["rejected"], False, ts("2026-10-27T10:00:00Z")),
     ]
     s = result.summary()
-    assert (s["records_in"], s["records_kept"], s["rows_out"], s["pairs_expanded"], s["desirable"], s["undesirable"]) == (1, 1, 2, 1, 1, 1)
+    assert (
+        s["records_in"],
+        s["records_kept"],
+        s["rows_out"],
+        s["pairs_expanded"],
+        s["desirable"],
+        s["undesirable"],
+    ) == (1, 1, 2, 1, 1, 1)
     assert result.rows["row_id"].nunique() == 2
 
 
@@ -575,7 +740,12 @@ def test_paired_trl_implicit_prompt_conversational(tmp_path):
     rows = result.rows.sort_values("signal")
     assert rows[["signal", "label", "completion", "prompt"]].values.tolist() == [
         ["pair_chosen", True, "Yes: open Security → Two-factor.", "user: Is two-factor available on my plan?"],
-        ["pair_rejected", False, "Two-factor is only for enterprise plans.", "user: Is two-factor available on my plan?"],
+        [
+            "pair_rejected",
+            False,
+            "Two-factor is only for enterprise plans.",
+            "user: Is two-factor available on my plan?",
+        ],
     ]
     assert [json.loads(m) for m in rows["prompt_messages"]] == [[user], [user]]
 
@@ -583,25 +753,39 @@ def test_paired_trl_implicit_prompt_conversational(tmp_path):
 LANGFUSE_TRACES = {
     "data": [
         {
-            "id": "trace-7f3a", "timestamp": "2026-10-27T08:30:00.000Z", "name": "support-chat",
-            "input": {"messages": [
-                {"role": "system", "content": "You are Acme's support assistant."},
-                {"role": "user", "content": "How do I cancel my subscription?"},
-            ]},
+            "id": "trace-7f3a",
+            "timestamp": "2026-10-27T08:30:00.000Z",
+            "name": "support-chat",
+            "input": {
+                "messages": [
+                    {"role": "system", "content": "You are Acme's support assistant."},
+                    {"role": "user", "content": "How do I cancel my subscription?"},
+                ]
+            },
             "output": {"role": "assistant", "content": "Call us to cancel."},
-            "userId": "user-42", "sessionId": "sess-9", "release": "support-v3",
+            "userId": "user-42",
+            "sessionId": "sess-9",
+            "release": "support-v3",
             "metadata": {"channel": "web"},
             "scores": [
                 {"name": "latency-ok", "value": 1, "dataType": "NUMERIC"},
                 {"name": "user-feedback", "value": 0, "dataType": "NUMERIC", "comment": "wrong"},
-                {"name": "correction", "dataType": "CORRECTION",
-                 "stringValue": "Go to Account → Plan → Cancel; you keep access until the period ends."},
+                {
+                    "name": "correction",
+                    "dataType": "CORRECTION",
+                    "stringValue": "Go to Account → Plan → Cancel; you keep access until the period ends.",
+                },
             ],
         },
         {
-            "id": "trace-8b11", "timestamp": "2026-10-28T11:00:00Z", "name": "support-chat",
-            "input": "How do I add a team member?", "output": "Admins invite people from Team → Invite.",
-            "userId": "user-43", "sessionId": "sess-10", "version": "support-v4",
+            "id": "trace-8b11",
+            "timestamp": "2026-10-28T11:00:00Z",
+            "name": "support-chat",
+            "input": "How do I add a team member?",
+            "output": "Admins invite people from Team → Invite.",
+            "userId": "user-43",
+            "sessionId": "sess-10",
+            "version": "support-v4",
             "scores": [{"name": "user-feedback", "stringValue": "thumbs_up", "dataType": "CATEGORICAL"}],
         },
     ]
@@ -615,14 +799,26 @@ def test_langfuse_trace_export(tmp_path):
     assert result.quarantine.empty
     rows = result.rows.sort_values(["record_id", "signal"]).reset_index(drop=True)
     assert rows[["record_id", "signal", "label", "completion", "prompt"]].values.tolist() == [
-        ["trace-7f3a", "edit", True, "Go to Account → Plan → Cancel; you keep access until the period ends.",
-         "system: You are Acme's support assistant.\nuser: How do I cancel my subscription?"],
-        ["trace-7f3a", "edit_original", False, "Call us to cancel.",
-         "system: You are Acme's support assistant.\nuser: How do I cancel my subscription?"],
+        [
+            "trace-7f3a",
+            "edit",
+            True,
+            "Go to Account → Plan → Cancel; you keep access until the period ends.",
+            "system: You are Acme's support assistant.\nuser: How do I cancel my subscription?",
+        ],
+        [
+            "trace-7f3a",
+            "edit_original",
+            False,
+            "Call us to cancel.",
+            "system: You are Acme's support assistant.\nuser: How do I cancel my subscription?",
+        ],
         ["trace-8b11", "thumb", True, "Admins invite people from Team → Invite.", "How do I add a team member?"],
     ]
     assert rows[["user_id", "conversation_id", "model_version"]].values.tolist() == [
-        ["user-42", "sess-9", "support-v3"], ["user-42", "sess-9", "support-v3"], ["user-43", "sess-10", "support-v4"],
+        ["user-42", "sess-9", "support-v3"],
+        ["user-42", "sess-9", "support-v3"],
+        ["user-43", "sess-10", "support-v4"],
     ]
     assert json.loads(rows.loc[0, "metadata"]) == {"channel": "web"}
     assert rows.loc[0, "timestamp"] == ts("2026-10-27T08:30:00Z")
@@ -636,15 +832,29 @@ def test_langfuse_thumb_without_correction(tmp_path):
 
 
 LANGSMITH_RUN = {
-    "id": "5f1c0b9e-1d2a-4c1e-9a55-0c6a1e2b3c4d", "name": "ChatOpenAI", "run_type": "llm",
-    "start_time": "2026-10-28T14:05:00.123456", "end_time": "2026-10-28T14:05:02.000000",
+    "id": "5f1c0b9e-1d2a-4c1e-9a55-0c6a1e2b3c4d",
+    "name": "ChatOpenAI",
+    "run_type": "llm",
+    "start_time": "2026-10-28T14:05:00.123456",
+    "end_time": "2026-10-28T14:05:02.000000",
     "inputs": {"question": "How do I connect the Slack integration?"},
     "outputs": {"answer": "Slack is not supported yet."},
-    "extra": {"metadata": {"user_id": "u-17", "thread_id": "thread-3", "ls_model_name": "gpt-4o-mini", "ls_provider": "openai"}},
+    "extra": {
+        "metadata": {
+            "user_id": "u-17",
+            "thread_id": "thread-3",
+            "ls_model_name": "gpt-4o-mini",
+            "ls_provider": "openai",
+        }
+    },
     "feedback": [
         {"key": "latency", "score": 0.9},
-        {"key": "user_score", "score": 0, "created_at": "2026-10-28T14:06:00Z",
-         "correction": {"output": "In Integrations → Slack click Connect and pick the alert channel."}},
+        {
+            "key": "user_score",
+            "score": 0,
+            "created_at": "2026-10-28T14:06:00Z",
+            "correction": {"output": "In Integrations → Slack click Connect and pick the alert channel."},
+        },
     ],
 }
 
@@ -666,22 +876,36 @@ def test_langsmith_run_with_feedback_list(tmp_path):
 
 
 def test_langsmith_thumb_and_generations_output(tmp_path):
-    run_ = dict(LANGSMITH_RUN, id="run-2", outputs={"generations": [[{"text": "Use Team → Invite."}]]},
-                feedback=[{"key": "thumbs", "value": "up"}])
+    run_ = dict(
+        LANGSMITH_RUN,
+        id="run-2",
+        outputs={"generations": [[{"text": "Use Team → Invite."}]]},
+        feedback=[{"key": "thumbs", "value": "up"}],
+    )
     rows = one_record(tmp_path, run_).rows
-    assert rows[["record_id", "signal", "label", "completion"]].values.tolist() == [["run-2", "thumb", True, "Use Team → Invite."]]
+    assert rows[["record_id", "signal", "label", "completion"]].values.tolist() == [
+        ["run-2", "thumb", True, "Use Team → Invite."]
+    ]
 
 
 def test_langsmith_flat_feedback_row_joined_with_run(tmp_path):
     row_in = {
-        "id": "fb-0001", "run_id": "run-77", "key": "user_score", "score": 1, "comment": "perfect",
-        "created_at": "2026-10-29T09:00:00Z", "start_time": "2026-10-28T22:00:00Z",
-        "inputs": {"question": "How do I export my data?"}, "outputs": {"answer": "Use Reports → Export."},
+        "id": "fb-0001",
+        "run_id": "run-77",
+        "key": "user_score",
+        "score": 1,
+        "comment": "perfect",
+        "created_at": "2026-10-29T09:00:00Z",
+        "start_time": "2026-10-28T22:00:00Z",
+        "inputs": {"question": "How do I export my data?"},
+        "outputs": {"answer": "Use Reports → Export."},
         "extra": {"metadata": {"user_id": "u-3", "session_id": "s-8", "model_version": "support-v3"}},
     }
     assert detect_format(row_in) == "langsmith"
     rows = one_record(tmp_path, row_in).rows
-    assert rows[["record_id", "signal", "label", "prompt", "completion", "user_id", "conversation_id", "model_version"]].values.tolist() == [
+    assert rows[
+        ["record_id", "signal", "label", "prompt", "completion", "user_id", "conversation_id", "model_version"]
+    ].values.tolist() == [
         ["run-77", "thumb", True, "How do I export my data?", "Use Reports → Export.", "u-3", "s-8", "support-v3"],
     ]
     assert rows.loc[0, "timestamp"] == ts("2026-10-28T22:00:00Z")  # the run's time, not the feedback's
@@ -729,15 +953,19 @@ def test_dump_spanning_two_weeks_is_split_by_timestamp(tmp_path):
         "sun-in-chicago": "2026-10-11T22:30:00-05:00",  # Monday 03:30 UTC
         "mon-noon": "2026-10-12T12:00:00Z",
         "tue": "2026-10-13T08:00:00Z",
-        "sun-epoch": int(datetime(2026, 10, 11, 21, tzinfo=timezone.utc).timestamp()),
-        "tue-epoch-ms": int(datetime(2026, 10, 13, 9, tzinfo=timezone.utc).timestamp() * 1000),
+        "sun-epoch": int(datetime(2026, 10, 11, 21, tzinfo=UTC).timestamp()),
+        "tue-epoch-ms": int(datetime(2026, 10, 13, 9, tzinfo=UTC).timestamp() * 1000),
     }
     records = [
         {"id": rid, "timestamp": t, "prompt": f"question {rid}", "completion": f"answer {rid}", "label": "up"}
         for rid, t in times.items()
     ]
-    records.append({"id": "bad-label", "timestamp": "2026-10-13T10:00:00Z", "prompt": "q", "completion": "a", "label": "meh"})
-    records.append({"id": "bad-label-sun", "timestamp": "2026-10-11T21:30:00Z", "prompt": "q", "completion": "a", "label": "meh"})
+    records.append(
+        {"id": "bad-label", "timestamp": "2026-10-13T10:00:00Z", "prompt": "q", "completion": "a", "label": "meh"}
+    )
+    records.append(
+        {"id": "bad-label-sun", "timestamp": "2026-10-11T21:30:00Z", "prompt": "q", "completion": "a", "label": "meh"}
+    )
     write(tmp_path, "2026-10-11_spanning.jsonl", jsonl_bytes(records))
 
     result = run(tmp_path, calendar=WeekCalendar(start_date="2026-01-05", day_offset=1))
@@ -780,7 +1008,9 @@ def test_bundled_sample_is_reproducible(tmp_path):
     shipped = sorted(p.name for p in sample_data.SAMPLE_DIR.iterdir() if p.is_file())
     assert sorted(p.name for p in written) == shipped
     assert sorted(p.name for p in tmp_path.iterdir()) == shipped
-    differing = [name for name in shipped if (tmp_path / name).read_bytes() != (sample_data.SAMPLE_DIR / name).read_bytes()]
+    differing = [
+        name for name in shipped if (tmp_path / name).read_bytes() != (sample_data.SAMPLE_DIR / name).read_bytes()
+    ]
     assert differing == []
 
 
@@ -789,16 +1019,25 @@ def test_langsmith_langchain_chat_model_run(tmp_path):
     generation holding an AIMessage out."""
 
     def lc(kind: str, content: str) -> dict:
-        return {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", kind], "kwargs": {"content": content, "type": "x"}}
+        return {
+            "lc": 1,
+            "type": "constructor",
+            "id": ["langchain", "schema", "messages", kind],
+            "kwargs": {"content": content, "type": "x"},
+        }
 
     record = {
-        "id": "run-7", "start_time": "2026-10-06T10:00:00Z",
+        "id": "run-7",
+        "start_time": "2026-10-06T10:00:00Z",
         "inputs": {"messages": [[lc("SystemMessage", "Be brief."), lc("HumanMessage", "What is 2+2?")]]},
         "outputs": {"generations": [[{"text": "", "message": lc("AIMessage", "4")}]]},
         "feedback": [{"key": "thumbs", "score": 0, "correction": "Four."}],
     }
     result = one_record(tmp_path, record)
     rows = result.rows.set_index("signal")
-    assert json.loads(rows.loc["edit", "prompt_messages"]) == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+2?"}]
+    assert json.loads(rows.loc["edit", "prompt_messages"]) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 2+2?"},
+    ]
     assert rows.loc["edit", "completion"] == "Four." and bool(rows.loc["edit", "label"])
     assert rows.loc["edit_original", "completion"] == "4" and not bool(rows.loc["edit_original", "label"])

@@ -14,8 +14,8 @@ from pathlib import Path
 from conftest import PROJECT
 from kto_pipeline.app.cli import demo_models_env
 from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
-from kto_pipeline.models.registry import ModelRegistry
 from kto_pipeline.devtools.sample_data import WEEKS
+from kto_pipeline.models.registry import ModelRegistry
 
 WEEK = WEEKS[0]
 # Wall-clock figures (HF Trainer's runtime and throughput, the manifest's timings) are the one
@@ -33,6 +33,7 @@ def _snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
 
 def _without_wall_clock(name: str, data: bytes) -> object:
     if name.endswith(".json"):
+
         def strip(value):
             if isinstance(value, dict):
                 return {k: strip(v) for k, v in value.items() if not _WALL_CLOCK.search(k)}
@@ -42,7 +43,9 @@ def _without_wall_clock(name: str, data: bytes) -> object:
 
         return strip(json.loads(data))
     if name.endswith("README.md"):
-        return [line for line in data.decode().splitlines() if not (_WALL_CLOCK.search(line) or line.startswith("- time:"))]
+        return [
+            line for line in data.decode().splitlines() if not (_WALL_CLOCK.search(line) or line.startswith("- time:"))
+        ]
     return data
 
 
@@ -58,16 +61,29 @@ def test_rerunning_a_week_rewrites_the_same_bytes_and_a_retraining_the_same_weig
     shutil.copyfile(PROJECT / "dagster.yaml", home / "dagster.yaml")
     storage, models = home / "warehouse", home / "models"
     env = {
-        **os.environ, **demo_models_env(tmp_path / "shared"), **OFFLINE_ENV,
-        "DAGSTER_HOME": str(home), "KTO_PIPELINE_DUMPS": str(sample_dumps),
-        "KTO_PIPELINE_STORAGE": str(storage), "KTO_PIPELINE_MODELS": str(models), "KTO_PIPELINE_TRAINER_THREADS": "1",
+        **os.environ,
+        **demo_models_env(tmp_path / "shared"),
+        **OFFLINE_ENV,
+        "DAGSTER_HOME": str(home),
+        "KTO_PIPELINE_DUMPS": str(sample_dumps),
+        "KTO_PIPELINE_STORAGE": str(storage),
+        "KTO_PIPELINE_MODELS": str(models),
+        "KTO_PIPELINE_TRAINER_THREADS": "1",
     }
     _run_week(home, env, "first")
     # The trainer's resumable state (HF Trainer checkpoints) is scratch, not an output.
     first_data, first_models = _snapshot(storage), _snapshot(models, skip=("work",))
     tables = {name.split("/")[0] for name in first_data}
-    assert {"raw_feedback", "raw_feedback_quarantine", "redacted_feedback", "deduplicated_feedback", "scored_feedback",
-            "balanced_feedback", "synthetic_topup", "dedup_history"} <= tables
+    assert {
+        "raw_feedback",
+        "raw_feedback_quarantine",
+        "redacted_feedback",
+        "deduplicated_feedback",
+        "scored_feedback",
+        "balanced_feedback",
+        "synthetic_topup",
+        "dedup_history",
+    } <= tables
     registry = ModelRegistry(models)
     checkpoint = registry.checkpoint_dir(WEEK)
     weights = str((checkpoint / "adapter_model.safetensors").relative_to(models))

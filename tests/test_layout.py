@@ -64,7 +64,7 @@ def test_the_library_has_no_import_cycles():
         state[node] = "open"
         for nxt in sorted(graph[node]):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = "done"
@@ -78,7 +78,9 @@ def test_the_library_has_no_import_cycles():
 def test_every_stage_folder_says_what_it_does():
     for init in sorted(LIBRARY.rglob("__init__.py")):
         doc = ast.get_docstring(ast.parse(init.read_text()))
-        assert doc and len(doc) > 40, f"{init.relative_to(PROJECT)} needs a docstring saying what the stage does and why"
+        assert doc and len(doc) > 40, (
+            f"{init.relative_to(PROJECT)} needs a docstring saying what the stage does and why"
+        )
 
 
 def test_modules_stay_small():
@@ -97,11 +99,16 @@ def _named_variables(path: Path) -> list[int]:
         id(node.body[0].value)
         for node in ast.walk(tree)
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
     }
     return [
-        node.lineno for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "KTO_PIPELINE_" in node.value
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and "KTO_PIPELINE_" in node.value
         and id(node) not in docstrings
     ]
 
@@ -109,8 +116,10 @@ def _named_variables(path: Path) -> list[int]:
 def test_environment_variables_are_named_only_in_config():
     # Every KTO_PIPELINE_* setting is declared in kto_pipeline/config; code elsewhere goes through it.
     paths = [PROJECT / "definitions.py"] + [
-        path for folder in ("kto_pipeline", "assets", "resources", "benchmarks")
-        for path in sorted((PROJECT / folder).rglob("*.py")) if not path.is_relative_to(LIBRARY / "config")
+        path
+        for folder in ("kto_pipeline", "assets", "resources", "benchmarks")
+        for path in sorted((PROJECT / folder).rglob("*.py"))
+        if not path.is_relative_to(LIBRARY / "config")
     ]
     offenders = [f"{path.relative_to(PROJECT)}:{line}" for path in paths for line in _named_variables(path)]
     assert offenders == []
@@ -119,7 +128,9 @@ def test_environment_variables_are_named_only_in_config():
 def test_the_library_never_imports_dagster():
     for path in sorted(LIBRARY.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             )
             assert not any(n == "dagster" or n.startswith(("dagster.", "dagster_")) for n in names), path

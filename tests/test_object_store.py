@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from assets.ingest import raw_feedback
+from kto_pipeline.devtools.sample_data import SAMPLE_DIR
 from kto_pipeline.ingest.dumps import list_dumps
 from kto_pipeline.ingest.load import ingest
-from kto_pipeline.devtools.sample_data import SAMPLE_DIR
 from resources import FeedbackSource, ParquetIOManager
 
 

@@ -17,7 +17,11 @@ import pytest
 
 from conftest import PROJECT
 
-PG = {"host": os.environ.get("KTO_TEST_PG_HOST", "127.0.0.1"), "port": int(os.environ.get("KTO_TEST_PG_PORT", "5432")), "user": os.environ.get("KTO_TEST_PG_USER", "postgres")}
+PG = {
+    "host": os.environ.get("KTO_TEST_PG_HOST", "127.0.0.1"),
+    "port": int(os.environ.get("KTO_TEST_PG_PORT", "5432")),
+    "user": os.environ.get("KTO_TEST_PG_USER", "postgres"),
+}
 
 
 @pytest.fixture
@@ -64,7 +68,10 @@ def test_materialization_is_recorded_in_postgres(postgres_database, sample_dumps
         result = dg.materialize(
             [raw_feedback],
             partition_key="2026-10-12",
-            resources={"io_manager": ParquetIOManager(base_path=str(tmp_path / "w")), "feedback_source": FeedbackSource(location=str(sample_dumps))},
+            resources={
+                "io_manager": ParquetIOManager(base_path=str(tmp_path / "w")),
+                "feedback_source": FeedbackSource(location=str(sample_dumps)),
+            },
             instance=instance,
         )
         assert result.success
@@ -76,7 +83,9 @@ def test_materialization_is_recorded_in_postgres(postgres_database, sample_dumps
     with psycopg2.connect(dbname=postgres_database, **PG) as conn, conn.cursor() as cur:
         cur.execute("SELECT status FROM runs")
         assert [r[0] for r in cur.fetchall()] == ["SUCCESS"]
-        cur.execute("SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND partition = '2026-10-12'")
+        cur.execute(
+            "SELECT count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND partition = '2026-10-12'"
+        )
         assert cur.fetchone()[0] == 2  # raw_feedback and its quarantine
     assert not (home / "history").exists()  # nothing went to SQLite
 
@@ -114,20 +123,28 @@ def test_main_job_runs_with_the_instance_in_postgres(postgres_database, tmp_path
 
     job = defs.resolve_job_def("retrain_job")
     assets = {key.to_user_string() for key in job.asset_layer.executable_asset_keys}
-    eval_checks = {key.name for key in job.asset_layer.asset_graph.asset_check_keys if key.asset_key == dg.AssetKey("eval_report")}
+    eval_checks = {
+        key.name for key in job.asset_layer.asset_graph.asset_check_keys if key.asset_key == dg.AssetKey("eval_report")
+    }
     assert {"raw_feedback", "kto_checkpoint", "eval_report"} <= assets and "no_regression" in eval_checks
 
     # Read back from the database itself, not through Dagster.
     with psycopg2.connect(dbname=postgres_database, **PG) as conn, conn.cursor() as cur:
         cur.execute("SELECT run_id, status, partition, pipeline_name FROM runs ORDER BY create_timestamp")
         runs = cur.fetchall()
-        assert [(r[2], r[3]) for r in runs] == [(week, "retrain_job") for week in weeks]  # one run a week, none elsewhere
+        assert [(r[2], r[3]) for r in runs] == [
+            (week, "retrain_job") for week in weeks
+        ]  # one run a week, none elsewhere
         for run_id, status, week, _ in runs:
             # The blocking no_regression check fails the run on purpose when it does not promote.
             assert status == ("SUCCESS" if promoted[week] else "FAILURE"), (week, status, promoted[week])
-            cur.execute("SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'STEP_FAILURE'", (run_id,))
+            cur.execute(
+                "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = 'STEP_FAILURE'", (run_id,)
+            )
             assert cur.fetchone()[0] == (0 if promoted[week] else 1), week
-        cur.execute("SELECT asset_key, partition, count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' GROUP BY 1, 2")
+        cur.execute(
+            "SELECT asset_key, partition, count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' GROUP BY 1, 2"
+        )
         materialized = {(json.loads(key)[0], week): n for key, week, n in cur.fetchall()}
         assert materialized == {(asset, week): 1 for asset in assets for week in weeks}
         # Each check of eval_report evaluated once per week's run. The checks are not partitioned
@@ -136,12 +153,23 @@ def test_main_job_runs_with_the_instance_in_postgres(postgres_database, tmp_path
         week_of_run = {run_id: week for run_id, _, week, _ in runs}
         cur.execute(
             "SELECT check_name, run_id, partition, execution_status, evaluation_event FROM asset_check_executions"
-            " WHERE asset_key = %s AND execution_status <> 'PLANNED'", (json.dumps(["eval_report"]),),
+            " WHERE asset_key = %s AND execution_status <> 'PLANNED'",
+            (json.dumps(["eval_report"]),),
         )
-        evaluated = [(name, week_of_run[run_id], partition, status, event) for name, run_id, partition, status, event in cur.fetchall()]
-        assert sorted((name, week) for name, week, *_ in evaluated) == sorted((name, week) for name in eval_checks for week in weeks)
+        evaluated = [
+            (name, week_of_run[run_id], partition, status, event)
+            for name, run_id, partition, status, event in cur.fetchall()
+        ]
+        assert sorted((name, week) for name, week, *_ in evaluated) == sorted(
+            (name, week) for name in eval_checks for week in weeks
+        )
         for name, week, partition, status, event in evaluated:
-            assert partition in (week, None) and status in ("SUCCEEDED", "FAILED") and event, (name, week, partition, status)
+            assert partition in (week, None) and status in ("SUCCEEDED", "FAILED") and event, (
+                name,
+                week,
+                partition,
+                status,
+            )
             passed = json.loads(event)["dagster_event"]["event_specific_data"]["success"]
             assert passed is (status == "SUCCEEDED"), (name, week)
             if name == "no_regression":
@@ -152,7 +180,14 @@ def test_main_job_runs_with_the_instance_in_postgres(postgres_database, tmp_path
 
     # `dagster` in a fresh process, from the same environment, sees the same instance.
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    listed = subprocess.run([sys.executable, "-m", "dagster", "run", "list"], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=300)
+    listed = subprocess.run(
+        [sys.executable, "-m", "dagster", "run", "list"],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert {r[0] for r in runs} <= set(listed.stdout.split()), listed.stdout
     monkeypatch.setenv("DAGSTER_HOME", str(home))

@@ -10,7 +10,10 @@ def _materialize(dumps, storage, week, instance=None):
     return dg.materialize(
         [raw_feedback],
         partition_key=week,
-        resources={"io_manager": ParquetIOManager(base_path=str(storage)), "feedback_source": FeedbackSource(location=str(dumps))},
+        resources={
+            "io_manager": ParquetIOManager(base_path=str(storage)),
+            "feedback_source": FeedbackSource(location=str(dumps)),
+        },
         instance=instance or dg.DagsterInstance.ephemeral(),
     )
 
@@ -37,8 +40,14 @@ def test_materialization_stores_rows_and_quarantine_and_reports_counts(sample_du
     assert meta["rows_out"] == meta["records_kept"] + meta["edits_expanded"] + meta["pairs_expanded"]
     # Every kind of bad row planted in the week-1 dump is there, with its reason.
     assert set(quarantine["reason"]) == {
-        "malformed_json", "bad_label", "missing_prompt", "bad_timestamp", "bad_prompt",
-        "text_too_long", "bad_utf8", "before_start_date",
+        "malformed_json",
+        "bad_label",
+        "missing_prompt",
+        "bad_timestamp",
+        "bad_prompt",
+        "text_too_long",
+        "bad_utf8",
+        "before_start_date",
     }
     assert {qmeta[f"quarantined/{r}"] for r in set(quarantine["reason"])} == {1}
     assert [c.name for c in meta["dagster/column_schema"].columns][:3] == ["row_id", "record_id", "week"]
@@ -85,7 +94,11 @@ def test_the_same_dump_under_two_names_does_not_duplicate_rows(sample_dumps, tmp
     after = pd.read_parquet(storage / "raw_feedback" / "2026-10-19.parquet")
     quarantine = pd.read_parquet(storage / "raw_feedback_quarantine" / "2026-10-19.parquet")
     assert after.equals(before)
-    assert (quarantine["reason"] == "duplicate_record").sum() == _metadata(result, "raw_feedback")["records_quarantined"] > 0
+    assert (
+        (quarantine["reason"] == "duplicate_record").sum()
+        == _metadata(result, "raw_feedback")["records_quarantined"]
+        > 0
+    )
 
 
 def test_a_dump_that_cannot_be_read_fails_the_run_naming_the_file(sample_dumps, tmp_path):
@@ -93,7 +106,10 @@ def test_a_dump_that_cannot_be_read_fails_the_run_naming_the_file(sample_dumps, 
     result = dg.materialize(
         [raw_feedback],
         partition_key="2026-10-19",
-        resources={"io_manager": ParquetIOManager(base_path=str(tmp_path / "w")), "feedback_source": FeedbackSource(location=str(sample_dumps))},
+        resources={
+            "io_manager": ParquetIOManager(base_path=str(tmp_path / "w")),
+            "feedback_source": FeedbackSource(location=str(sample_dumps)),
+        },
         raise_on_error=False,
     )
     assert not result.success

@@ -7,9 +7,8 @@ import socket
 import dagster as dg
 import pandas as pd
 import pytest
-from conftest import assert_rows_accounted, checks
 
-from kto_pipeline.ingest.contract import ROW_DTYPES, frame_from_records
+from conftest import assert_rows_accounted, checks
 from kto_pipeline.curate.redaction import (
     PATTERN_ENTITIES,
     RedactionConfig,
@@ -17,6 +16,7 @@ from kto_pipeline.curate.redaction import (
     redact,
     scan_for_leaks,
 )
+from kto_pipeline.ingest.contract import ROW_DTYPES, frame_from_records
 
 # One value of each pattern entity type, in a form its recognizer scores at or above the
 # default threshold without context words.
@@ -42,11 +42,24 @@ CONTEXT_ONLY = {"US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE"}
 def _rows(records):
     out = []
     for r in records:
-        base = {"record_id": r["record_id"], "week": "2026-10-05", "timestamp": pd.Timestamp("2026-10-06", tz="UTC"),
-                "prompt": r["prompt"], "prompt_messages": r.get("prompt_messages"), "source": "production",
-                "conversation_id": None, "user_id": None, "model_version": None, "metadata": None, "dump": "d.jsonl", "line": 1}
+        base = {
+            "record_id": r["record_id"],
+            "week": "2026-10-05",
+            "timestamp": pd.Timestamp("2026-10-06", tz="UTC"),
+            "prompt": r["prompt"],
+            "prompt_messages": r.get("prompt_messages"),
+            "source": "production",
+            "conversation_id": None,
+            "user_id": None,
+            "model_version": None,
+            "metadata": None,
+            "dump": "d.jsonl",
+            "line": 1,
+        }
         for i, (completion, label, signal) in enumerate(r["rows"]):
-            out.append({**base, "row_id": f"{r['record_id']}-{i}", "completion": completion, "label": label, "signal": signal})
+            out.append(
+                {**base, "row_id": f"{r['record_id']}-{i}", "completion": completion, "label": label, "signal": signal}
+            )
     return frame_from_records(out, ROW_DTYPES)
 
 
@@ -68,7 +81,9 @@ def test_seeded_pii_of_every_type_is_replaced_with_its_typed_placeholder(where):
     result = redact(_rows(records))
     assert scan_for_leaks(result.rows) == []
     for etype, value in SEEDED.items():
-        texts = " ".join(result.rows.loc[result.rows["record_id"] == etype, ["prompt", "completion"]].to_numpy().ravel())
+        texts = " ".join(
+            result.rows.loc[result.rows["record_id"] == etype, ["prompt", "completion"]].to_numpy().ravel()
+        )
         assert value not in texts, etype
         # An ITIN is also a well-formed SSN; Presidio resolves the tie to US_SSN. Either redacts it.
         assert any(f"<{t}_1>" in texts for t in ((etype, "US_SSN") if etype == "US_ITIN" else (etype,))), (etype, texts)
@@ -77,13 +92,22 @@ def test_seeded_pii_of_every_type_is_replaced_with_its_typed_placeholder(where):
 
 def test_the_same_value_gets_the_same_placeholder_across_a_records_prompt_edit_and_original():
     email, other = "sam@example.org", "lee@example.net"
-    records = [{
-        "record_id": "r1",
-        "prompt": f"I am {email}, my colleague is {other}. Why did {email} get no invoice?",
-        "rows": [(f"Invoices for {email} go to {other}.", True, "edit"), (f"Invoices are sent to {email}.", False, "edit_original")],
-    }, {"record_id": "r2", "prompt": f"Contact {other} please", "rows": [("Done.", True, "thumb")]}]
+    records = [
+        {
+            "record_id": "r1",
+            "prompt": f"I am {email}, my colleague is {other}. Why did {email} get no invoice?",
+            "rows": [
+                (f"Invoices for {email} go to {other}.", True, "edit"),
+                (f"Invoices are sent to {email}.", False, "edit_original"),
+            ],
+        },
+        {"record_id": "r2", "prompt": f"Contact {other} please", "rows": [("Done.", True, "thumb")]},
+    ]
     out = redact(_rows(records)).rows.set_index("row_id")
-    assert out.loc["r1-0", "prompt"] == "I am <EMAIL_ADDRESS_1>, my colleague is <EMAIL_ADDRESS_2>. Why did <EMAIL_ADDRESS_1> get no invoice?"
+    assert (
+        out.loc["r1-0", "prompt"]
+        == "I am <EMAIL_ADDRESS_1>, my colleague is <EMAIL_ADDRESS_2>. Why did <EMAIL_ADDRESS_1> get no invoice?"
+    )
     assert out.loc["r1-0", "completion"] == "Invoices for <EMAIL_ADDRESS_1> go to <EMAIL_ADDRESS_2>."
     assert out.loc["r1-1", "completion"] == "Invoices are sent to <EMAIL_ADDRESS_1>."
     assert out.loc["r1-1", "prompt"] == out.loc["r1-0", "prompt"]
@@ -92,27 +116,55 @@ def test_the_same_value_gets_the_same_placeholder_across_a_records_prompt_edit_a
 
 
 def test_chat_prompts_are_redacted_in_the_messages_and_the_text():
-    messages = [{"role": "system", "content": "You help with billing."}, {"role": "user", "content": "My card 4111 1111 1111 1111 was charged twice"}]
-    records = [{"record_id": "c", "prompt": "system: You help with billing.\nuser: My card 4111 1111 1111 1111 was charged twice",
-                "prompt_messages": json.dumps(messages), "rows": [("Refunds take 5 days.", True, "thumb")]}]
+    messages = [
+        {"role": "system", "content": "You help with billing."},
+        {"role": "user", "content": "My card 4111 1111 1111 1111 was charged twice"},
+    ]
+    records = [
+        {
+            "record_id": "c",
+            "prompt": "system: You help with billing.\nuser: My card 4111 1111 1111 1111 was charged twice",
+            "prompt_messages": json.dumps(messages),
+            "rows": [("Refunds take 5 days.", True, "thumb")],
+        }
+    ]
     out = redact(_rows(records)).rows.iloc[0]
     assert json.loads(out["prompt_messages"])[1]["content"] == "My card <CREDIT_CARD_1> was charged twice"
     assert out["prompt"] == "system: You help with billing.\nuser: My card <CREDIT_CARD_1> was charged twice"
 
 
 def test_text_without_pii_is_left_byte_identical():
-    records = [{"record_id": "n", "prompt": "How do I export 3 reports from 2024?", "rows": [("Use Reports → Export (CSV, 10 MB max).", True, "thumb")]}]
+    records = [
+        {
+            "record_id": "n",
+            "prompt": "How do I export 3 reports from 2024?",
+            "rows": [("Use Reports → Export (CSV, 10 MB max).", True, "thumb")],
+        }
+    ]
     rows = _rows(records)
     assert redact(rows).rows.equals(rows)
 
 
 def test_triggers_skip_only_recognizers_that_cannot_match():
     """Analysis with the cheap triggers equals analysis with every recognizer on every text."""
-    texts = [f"x {v} y" for v in SEEDED.values()] + [
-        "Call +44 20 7946 0958 or write to a.b@c.co.uk", "ip fe80::1ff:fe23:4567:890a and 10.0.0.1",
-        "nothing here at all", "Order 12345678 shipped to 221B Baker Street", "see www.example.com/path?q=1",
-        "my number is 415 555 0199 and ssn 078-05-1120", "wallet bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
-    ] + list(pd.read_parquet(__import__("kto_pipeline.devtools.sample_data", fromlist=["SAMPLE_DIR"]).SAMPLE_DIR / "2026-10-19_app.parquet")["prompt"])
+    texts = (
+        [f"x {v} y" for v in SEEDED.values()]
+        + [
+            "Call +44 20 7946 0958 or write to a.b@c.co.uk",
+            "ip fe80::1ff:fe23:4567:890a and 10.0.0.1",
+            "nothing here at all",
+            "Order 12345678 shipped to 221B Baker Street",
+            "see www.example.com/path?q=1",
+            "my number is 415 555 0199 and ssn 078-05-1120",
+            "wallet bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq",
+        ]
+        + list(
+            pd.read_parquet(
+                __import__("kto_pipeline.devtools.sample_data", fromlist=["SAMPLE_DIR"]).SAMPLE_DIR
+                / "2026-10-19_app.parquet"
+            )["prompt"]
+        )
+    )
     fast = _Engines(RedactionConfig(use_triggers=True))
     full = _Engines(RedactionConfig(use_triggers=False))
     for text in texts:
@@ -121,7 +173,14 @@ def test_triggers_skip_only_recognizers_that_cannot_match():
 
 
 def test_worker_processes_give_the_same_result_as_one_process():
-    records = [{"record_id": f"r{i}", "prompt": f"I am user{i}@example.com, call (212) 555-01{i:02d}", "rows": [(f"Noted, user{i}@example.com.", i % 2 == 0, "thumb")]} for i in range(40)]
+    records = [
+        {
+            "record_id": f"r{i}",
+            "prompt": f"I am user{i}@example.com, call (212) 555-01{i:02d}",
+            "rows": [(f"Noted, user{i}@example.com.", i % 2 == 0, "thumb")],
+        }
+        for i in range(40)
+    ]
     rows = _rows(records)
     one = redact(rows, RedactionConfig(workers=1))
     two = redact(rows, RedactionConfig(workers=2, min_records_per_worker=1, chunk_records=7))
@@ -136,7 +195,9 @@ def test_no_network_call_is_made(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
     engines = _Engines(RedactionConfig())
     found = engines.analyze("write to first.last@mail.example.co.uk")
-    assert ("EMAIL_ADDRESS", "first.last@mail.example.co.uk") in {(r.entity_type, "write to first.last@mail.example.co.uk"[r.start:r.end]) for r in found}
+    assert ("EMAIL_ADDRESS", "first.last@mail.example.co.uk") in {
+        (r.entity_type, "write to first.last@mail.example.co.uk"[r.start : r.end]) for r in found
+    }
 
 
 def test_blocking_check_stops_a_week_whose_redaction_leaked(sample_dumps, tmp_path, monkeypatch):
@@ -145,7 +206,11 @@ def test_blocking_check_stops_a_week_whose_redaction_leaked(sample_dumps, tmp_pa
     from kto_pipeline.curate.redaction import RedactionResult
     from resources import FeedbackSource, ParquetIOManager, PiiRedactor
 
-    resources = {"io_manager": ParquetIOManager(base_path=str(tmp_path / "w")), "feedback_source": FeedbackSource(location=str(sample_dumps)), "pii": PiiRedactor()}
+    resources = {
+        "io_manager": ParquetIOManager(base_path=str(tmp_path / "w")),
+        "feedback_source": FeedbackSource(location=str(sample_dumps)),
+        "pii": PiiRedactor(),
+    }
     ok = dg.materialize([raw_feedback, redact_asset.redacted_feedback], partition_key="2026-10-12", resources=resources)
     evaluation = checks(ok)[("redacted_feedback", "no_pii_left")]
     assert evaluation.passed
@@ -154,7 +219,12 @@ def test_blocking_check_stops_a_week_whose_redaction_leaked(sample_dumps, tmp_pa
     assert meta["entities_replaced"].value > 0 and "EmailRecognizer" in meta["recognizers"].value
 
     monkeypatch.setattr(redact_asset, "redact", lambda rows, config: RedactionResult(rows))  # a broken redactor
-    broken = dg.materialize([raw_feedback, redact_asset.redacted_feedback], partition_key="2026-10-12", resources=resources, raise_on_error=False)
+    broken = dg.materialize(
+        [raw_feedback, redact_asset.redacted_feedback],
+        partition_key="2026-10-12",
+        resources=resources,
+        raise_on_error=False,
+    )
     evaluation = checks(broken)[("redacted_feedback", "no_pii_left")]
     assert not evaluation.passed and evaluation.metadata["leaks"].value > 0
     assert not broken.success

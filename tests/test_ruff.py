@@ -20,5 +20,7 @@ def test_ruff_check_is_clean():
 
 
 def test_ruff_format_leaves_every_file_as_it_is():
-    result = subprocess.run([_ruff(), "format", "--check", "--no-cache", "."], cwd=PROJECT, capture_output=True, text=True)
+    result = subprocess.run(
+        [_ruff(), "format", "--check", "--no-cache", "."], cwd=PROJECT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -295,7 +295,9 @@ def test_openai_backend_equals_local_backend(tiny_lm, backend):
         assert sorted(len(r["prompt"]) for r in server.requests) == [1, 2, 2]
         assert all(r["max_tokens"] == 1 and r["temperature"] == 0 for r in server.requests)
         default = OpenAIScoreBackend("tiny", server.url, batch_size=4, logprobs=vocab).score(prompts)
-        merged = OpenAIScoreBackend("tiny", server.url, batch_size=4, logprobs=vocab, merge_variants=True).score(prompts)
+        merged = OpenAIScoreBackend("tiny", server.url, batch_size=4, logprobs=vocab, merge_variants=True).score(
+            prompts
+        )
         top20 = OpenAIScoreBackend("tiny", server.url, batch_size=4, logprobs=20, merge_variants=False)
         got20 = top20.score(prompts)
     np.testing.assert_allclose(got, backend.score(prompts), atol=1e-4, rtol=0)

@@ -7,12 +7,12 @@ import subprocess
 import dagster as dg
 import pytest
 import torch
+from test_scoring import FakeVLLM
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from conftest import PROJECT
 from kto_pipeline.devtools.sample_data import WEEKS
 from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
-from test_scoring import FakeVLLM
 
 SECRET = "sk-kto-test-5f3c9a1be07d4c2a"
 
@@ -82,7 +82,16 @@ def test_no_credentials_in_committed_configuration():
     tracked = subprocess.run(["git", "ls-files"], cwd=PROJECT, capture_output=True, text=True)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout")
-    config_files = [PROJECT / f for f in tracked.stdout.split() if f.endswith((".yaml", ".yml", ".toml", ".json", ".cfg", ".ini", ".env"))]
+    config_files = [
+        PROJECT / f
+        for f in tracked.stdout.split()
+        if f.endswith((".yaml", ".yml", ".toml", ".json", ".cfg", ".ini", ".env"))
+    ]
     assert any(f.name == "dagster.yaml" for f in config_files)
-    hits = [f"{f.relative_to(PROJECT)}: {m.group(0)}" for f in config_files if f.is_file() for m in _CREDENTIAL.finditer(f.read_text(errors="replace"))]
+    hits = [
+        f"{f.relative_to(PROJECT)}: {m.group(0)}"
+        for f in config_files
+        if f.is_file()
+        for m in _CREDENTIAL.finditer(f.read_text(errors="replace"))
+    ]
     assert hits == []

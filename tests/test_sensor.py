@@ -1,6 +1,6 @@
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -20,16 +20,25 @@ def _week_ago(n: int) -> str:
 
 
 def _write(path, week: str, n: int, tag: str, day: int = 2):
-    start = datetime.fromisoformat(week).replace(tzinfo=timezone.utc)
+    start = datetime.fromisoformat(week).replace(tzinfo=UTC)
     lines = [
-        json.dumps({"timestamp": (start + timedelta(days=day, minutes=i)).isoformat(), "prompt": f"{tag} q{i}", "completion": f"a{i}", "label": i % 2 == 0})
+        json.dumps(
+            {
+                "timestamp": (start + timedelta(days=day, minutes=i)).isoformat(),
+                "prompt": f"{tag} q{i}",
+                "completion": f"a{i}",
+                "label": i % 2 == 0,
+            }
+        )
         for i in range(n)
     ]
     path.write_text("\n".join(lines) + "\n")
 
 
 def _tick(location, cursor=None):
-    context = dg.build_sensor_context(cursor=cursor, resources={"feedback_source": FeedbackSource(location=str(location))})
+    context = dg.build_sensor_context(
+        cursor=cursor, resources={"feedback_source": FeedbackSource(location=str(location))}
+    )
     return feedback_dump_sensor(context)
 
 
@@ -38,8 +47,10 @@ def test_new_dump_gives_one_run_per_closed_week_and_defers_the_open_week(tmp_pat
     last, before = _week_ago(1), _week_ago(2)
     lines = []
     for week in (before, last, _now_week()):
-        start = datetime.fromisoformat(week).replace(tzinfo=timezone.utc)
-        lines.append(json.dumps({"timestamp": start.isoformat(), "prompt": f"q {week}", "completion": "a", "label": "up"}))
+        start = datetime.fromisoformat(week).replace(tzinfo=UTC)
+        lines.append(
+            json.dumps({"timestamp": start.isoformat(), "prompt": f"q {week}", "completion": "a", "label": "up"})
+        )
     (tmp_path / "dump.jsonl").write_text("\n".join(lines) + "\n")
 
     result = _tick(tmp_path)
@@ -98,7 +109,16 @@ def test_an_unreadable_dump_is_retried_next_tick_and_does_not_block_others(tmp_p
     assert [r.partition_key for r in first.run_requests] == [week]
     assert "b.parquet" not in json.loads(first.cursor)["versions"]
 
-    frame = pd.DataFrame([{"timestamp": pd.Timestamp(week, tz="UTC") + pd.Timedelta(days=1), "prompt": "q", "completion": "a", "label": True}])
+    frame = pd.DataFrame(
+        [
+            {
+                "timestamp": pd.Timestamp(week, tz="UTC") + pd.Timedelta(days=1),
+                "prompt": "q",
+                "completion": "a",
+                "label": True,
+            }
+        ]
+    )
     frame.to_parquet(tmp_path / "b.parquet")
     second = _tick(tmp_path, first.cursor)
     assert [r.partition_key for r in second.run_requests] == [week]

@@ -19,13 +19,11 @@ import logging
 import os
 import time
 from concurrent.futures import Future
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from assets.partitions import CALENDAR
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.remote_representation.external import RemoteSensor
 from dagster._core.scheduler.instigation import TickStatus
@@ -42,6 +40,8 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import ModuleTarget
 from dagster._daemon.sensor import execute_sensor_iteration
 from dagster_graphql.test.utils import execute_dagster_graphql
+
+from assets.partitions import CALENDAR
 from kto_pipeline.ingest.dumps import list_dumps
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,9 @@ def deployment(tmp_path_factory):
         env.setenv("KTO_PIPELINE_MODELS", str(root / "models"))
         overrides = {"run_launcher": {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}}
         with instance_for_test(overrides=overrides, temp_dir=str(home)) as instance:
-            target = ModuleTarget(module_name="definitions", attribute=None, working_directory=str(PROJECT), location_name=LOCATION)
+            target = ModuleTarget(
+                module_name="definitions", attribute=None, working_directory=str(PROJECT), location_name=LOCATION
+            )
             with create_test_daemon_workspace_context(target, instance) as workspace:
                 sensor = load_remote_repo(workspace, REPOSITORY).get_sensor(SENSOR)
                 yield instance, workspace, sensor, dumps
@@ -86,7 +88,9 @@ def deployment(tmp_path_factory):
 class Daemon:
     """One started sensor on a wiped instance, ticked by the daemon code at a frozen clock."""
 
-    def __init__(self, instance: DagsterInstance, workspace: WorkspaceProcessContext, sensor: RemoteSensor, dumps: Path):
+    def __init__(
+        self, instance: DagsterInstance, workspace: WorkspaceProcessContext, sensor: RemoteSensor, dumps: Path
+    ):
         self.instance, self.workspace, self.sensor, self.dumps = instance, workspace, sensor, dumps
         self.now = time.time()
 
@@ -94,7 +98,9 @@ class Daemon:
         """One daemon iteration, past the sensor's minimum interval; returns the tick it made."""
         self.now += self.sensor.min_interval_seconds + 1
         with freeze_time(self.now):
-            errors = [e for e in execute_sensor_iteration(self.workspace, LOGGER, None, None, debug_crash_flags=crash) if e]
+            errors = [
+                e for e in execute_sensor_iteration(self.workspace, LOGGER, None, None, debug_crash_flags=crash) if e
+            ]
         assert bool(errors) == expect_error, [e.to_string() for e in errors]
         return self.ticks()[0]
 
@@ -112,7 +118,9 @@ class Daemon:
     def set_cursor(self, cursor: str | None) -> None:
         """Through the webserver's GraphQL mutation, as the UI (or `dagster sensor cursor`) does."""
         selector = {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "sensorName": SENSOR}
-        result = execute_dagster_graphql(self.workspace.create_request_context(), SET_CURSOR, {"sensorSelector": selector, "cursor": cursor})
+        result = execute_dagster_graphql(
+            self.workspace.create_request_context(), SET_CURSOR, {"sensorSelector": selector, "cursor": cursor}
+        )
         assert result.data["setSensorCursor"]["__typename"] == "Sensor", result.data
         assert self.cursor() == cursor
 
@@ -142,13 +150,20 @@ def _week_ago(n: int) -> str:
 def _write(path: Path, weeks: list[str], n: int, tag: str, day: int = 2) -> None:
     """`n` records in each week, `day` days after its Monday; in the open week, at the current time
     (later ones would be quarantined as future timestamps, not placed in that week)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     lines = []
     for week in weeks:
-        start = datetime.fromisoformat(week).replace(tzinfo=timezone.utc)
+        start = datetime.fromisoformat(week).replace(tzinfo=UTC)
         at = start + timedelta(days=day) if start + timedelta(days=7) <= now else now
         lines += [
-            json.dumps({"timestamp": (at - timedelta(seconds=i)).isoformat(), "prompt": f"{tag} {week} q{i}", "completion": f"a{i}", "label": i % 2 == 0})
+            json.dumps(
+                {
+                    "timestamp": (at - timedelta(seconds=i)).isoformat(),
+                    "prompt": f"{tag} {week} q{i}",
+                    "completion": f"a{i}",
+                    "label": i % 2 == 0,
+                }
+            )
             for i in range(n)
         ]
     path.write_text("\n".join(lines) + "\n")
@@ -218,7 +233,9 @@ def test_a_changed_dump_makes_exactly_one_new_run(daemon):
     daemon.tick()
     new = [r for r in daemon.runs() if r.run_id != old.run_id]
     assert [r.tags[PARTITION_NAME_TAG] for r in new] == [week]
-    assert new[0].tags[RUN_KEY_TAG] == f"{week}:feedback.jsonl@{daemon.version('feedback.jsonl')}" != old.tags[RUN_KEY_TAG]
+    assert (
+        new[0].tags[RUN_KEY_TAG] == f"{week}:feedback.jsonl@{daemon.version('feedback.jsonl')}" != old.tags[RUN_KEY_TAG]
+    )
     _assert_submitted(new)
 
     assert daemon.tick().status == TickStatus.SKIPPED

@@ -20,8 +20,16 @@ def _mirrors():
     from resources import Embedder, FeedbackSource, PiiRedactor, TeacherLLM
 
     return [
-        BalanceSettings, DedupSettings, SelectionSettings, SynthesisSettings, EvalSettings, TrainingSettings,
-        Embedder, FeedbackSource, PiiRedactor, TeacherLLM,
+        BalanceSettings,
+        DedupSettings,
+        SelectionSettings,
+        SynthesisSettings,
+        EvalSettings,
+        TrainingSettings,
+        Embedder,
+        FeedbackSource,
+        PiiRedactor,
+        TeacherLLM,
     ]
 
 
@@ -87,10 +95,16 @@ def test_every_deployment_variable_is_its_field_name():
 
 def test_deployment_settings_round_trip_through_the_environment():
     settings = DeploymentSettings(
-        dumps="s3://bucket/feedback/", base_model="/models/tiny", trainer_processes=2,
-        trainer_recipe={"beta": 2.0}, teacher_temperature=0.7, trainer_threads=1,
+        dumps="s3://bucket/feedback/",
+        base_model="/models/tiny",
+        trainer_processes=2,
+        trainer_recipe={"beta": 2.0},
+        teacher_temperature=0.7,
+        trainer_threads=1,
     )
-    values = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if getattr(settings, f.name) is not None}
+    values = {
+        f.name: getattr(settings, f.name) for f in dataclasses.fields(settings) if getattr(settings, f.name) is not None
+    }
     assert DeploymentSettings.from_env(settings_env(**values)) == settings
     assert DeploymentSettings.from_env({}) == DeploymentSettings()
 
@@ -108,8 +122,11 @@ def test_the_readme_documents_every_deployment_variable():
     from conftest import PROJECT
 
     readme = (PROJECT / "README.md").read_text()
-    missing = [DeploymentSettings.variable(f.name) for f in dataclasses.fields(DeploymentSettings)
-               if DeploymentSettings.variable(f.name) not in readme]
+    missing = [
+        DeploymentSettings.variable(f.name)
+        for f in dataclasses.fields(DeploymentSettings)
+        if DeploymentSettings.variable(f.name) not in readme
+    ]
     assert missing == []
 
 

@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from conftest import PROJECT
-from kto_pipeline.sim.simulation import SimulationConfig, results_table, run_simulation, simulated_weeks
 from kto_pipeline.core.weeks import WeekCalendar
+from kto_pipeline.sim.simulation import SimulationConfig, results_table, run_simulation, simulated_weeks
 
 
 def test_simulated_weeks_are_the_last_closed_ones():
@@ -42,7 +42,14 @@ def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path, monkeypat
     # The week went through the persistent instance: every asset materialized for the partition.
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's storage class reads it
     instance = dg.DagsterInstance.from_config(str(home))
-    for key in ("raw_feedback", "redacted_feedback", "deduplicated_feedback", "balanced_feedback", "kto_checkpoint", "eval_report"):
+    for key in (
+        "raw_feedback",
+        "redacted_feedback",
+        "deduplicated_feedback",
+        "balanced_feedback",
+        "kto_checkpoint",
+        "eval_report",
+    ):
         assert "2026-11-16" in instance.get_materialized_partitions(dg.AssetKey(key)), key
     report = home / "simulator" / "carry_bug" / "models" / "reports" / "2026-11-16" / "eval_report.md"
     assert report.is_file()
@@ -50,10 +57,16 @@ def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path, monkeypat
     # The toy task's curation settings reach the week's run, and the production defaults of the
     # assets are left alone: the embedding stages only merge identical vectors here, so only
     # exact duplicates and contradictions are dropped (no distinct sums).
-    run_config = json.loads((home / "simulator" / "carry_bug" / "logs" / "retrain_job-2026-11-16.run_config.json").read_text())["ops"]
-    assert run_config["deduplicated_feedback"]["config"] == {"semdedup_eps": config.semdedup_eps} == {"semdedup_eps": 0.0}
+    run_config = json.loads(
+        (home / "simulator" / "carry_bug" / "logs" / "retrain_job-2026-11-16.run_config.json").read_text()
+    )["ops"]
+    assert (
+        run_config["deduplicated_feedback"]["config"] == {"semdedup_eps": config.semdedup_eps} == {"semdedup_eps": 0.0}
+    )
     assert run_config["scored_feedback"]["config"] == {"threshold": 1.0}
     assert run_config["kto_checkpoint"]["config"] == {"window_weeks": config.window_weeks}
-    dedup = instance.get_latest_materialization_event(dg.AssetKey("deduplicated_feedback")).asset_materialization.metadata
+    dedup = instance.get_latest_materialization_event(
+        dg.AssetKey("deduplicated_feedback")
+    ).asset_materialization.metadata
     scored = instance.get_latest_materialization_event(dg.AssetKey("scored_feedback")).asset_materialization.metadata
     assert dedup["dropped/semantic_duplicate"].value == 0 and scored["dropped/diversity"].value == 0

@@ -113,8 +113,10 @@ def test_trl_tokenises_plain_prompt_completion_rows_as_expected(tiny_base):
     from kto_pipeline.train import token_lengths
 
     tok = load_tokenizer(tiny_base)
-    records = [{"prompt": "23+45=", "completion": "68", "label": True},
-               {"prompt": "Hi (<EMAIL_ADDRESS_1>). 56+78=", "completion": "124", "label": False}]
+    records = [
+        {"prompt": "23+45=", "completion": "68", "label": True},
+        {"prompt": "Hi (<EMAIL_ADDRESS_1>). 56+78=", "completion": "124", "label": False},
+    ]
     prompt_lens, total_lens = token_lengths(records, tok)
     assert prompt_lens == [6, len("Hi (") + 1 + len("). ") + 6]  # the placeholder is one token
     assert total_lens == [6 + 2 + 1, 14 + 3 + 1]  # EOS appended to the completion
@@ -131,8 +133,10 @@ def test_corrupted_answers_follow_the_scenario(name):
     rng = np.random.default_rng(0)
     carry = [p for p in ALL_PROMPTS if has_carry(p)][:3000]
     other = [p for p in ALL_PROMPTS if not has_carry(p)][:3000]
-    for prompts, right, dominant in ((carry, scenario.carry_right, scenario.carry_dominant),
-                                     (other, scenario.other_right, scenario.other_dominant)):
+    for prompts, right, dominant in (
+        (carry, scenario.carry_right, scenario.carry_dominant),
+        (other, scenario.other_right, scenario.other_dominant),
+    ):
         answers = [corrupted_answer(p, scenario, rng) for p in prompts]
         sums = [int(right_answer(p)) for p in prompts]
         shift = -10 if scenario.dominant_error == "drop_carry" else 10
@@ -200,7 +204,9 @@ def test_batching_and_padding_do_not_change_answers(tiny_base):
     together = sample_answers(tiny_base, prompts, 0.0, seed=0)
     alone = [sample_answers(tiny_base, [p], 0.0, seed=0)[0] for p in prompts[:5]]
     assert together[:5] == alone
-    assert sample_answers(tiny_base, prompts, 1.0, seed=3, batch_size=7) == sample_answers(tiny_base, prompts, 1.0, seed=3)
+    assert sample_answers(tiny_base, prompts, 1.0, seed=3, batch_size=7) == sample_answers(
+        tiny_base, prompts, 1.0, seed=3
+    )
 
 
 def test_a_lora_checkpoint_is_served_merged(tiny_base, tmp_path):
@@ -281,8 +287,12 @@ def test_pii_is_pasted_before_the_question_and_detectable():
         assert rec["prompt"].endswith(" " + question_of(rec["prompt"]))
     plain = [r for r, a in zip(traffic.records, traffic.asks) if not a.pii]
     assert all(r["prompt"] == question_of(r["prompt"]) for r in plain)
-    kinds = Counter(k for r in with_pii for k, pat in (("email", EMAIL_PATTERN), ("phone", PHONE_PATTERN),
-                                                         ("name", NAME_PATTERN)) if pat.search(r["prompt"]))
+    kinds = Counter(
+        k
+        for r in with_pii
+        for k, pat in (("email", EMAIL_PATTERN), ("phone", PHONE_PATTERN), ("name", NAME_PATTERN))
+        if pat.search(r["prompt"])
+    )
     assert min(kinds.values()) > len(with_pii) / 4
 
 
@@ -298,8 +308,9 @@ def test_the_pipelines_redaction_replaces_the_pasted_pii():
         assert not {r.entity_type for r in engines.analyze(question_of(rec["prompt"]))}  # the sum is not PII
     from kto_pipeline.curate.redaction import redact
 
-    rows = pd.DataFrame({"record_id": ["r1"], "prompt": [traffic.records[0]["prompt"]], "prompt_messages": [None],
-                         "completion": ["68"]})
+    rows = pd.DataFrame(
+        {"record_id": ["r1"], "prompt": [traffic.records[0]["prompt"]], "prompt_messages": [None], "completion": ["68"]}
+    )
     redacted = redact(rows).rows["prompt"][0]
     assert not EMAIL_PATTERN.search(redacted) and not PHONE_PATTERN.search(redacted)
     assert redacted.endswith(question_of(traffic.records[0]["prompt"]))
@@ -365,9 +376,11 @@ def test_a_dump_cannot_claim_to_be_written_before_its_records(tmp_path):
 
 
 def test_positive_examples_take_thumbs_ups_and_edits():
-    records = [{"prompt": "1+1=", "completion": "2", "label": True},
-               {"prompt": "2+2=", "completion": "5", "label": False, "edited_completion": "4"},
-               {"prompt": "3+3=", "completion": "7", "label": False}]
+    records = [
+        {"prompt": "1+1=", "completion": "2", "label": True},
+        {"prompt": "2+2=", "completion": "5", "label": False, "edited_completion": "4"},
+        {"prompt": "3+3=", "completion": "7", "label": False},
+    ]
     assert positive_examples(records) == [("1+1=", "2"), ("2+2=", "4")]
     assert positive_examples(pd.DataFrame(records).drop(columns=["edited_completion"])) == [("1+1=", "2")]
 
@@ -377,8 +390,9 @@ def test_sft_on_positives_writes_a_loadable_full_checkpoint(tmp_path, tiny_base)
     from kto_pipeline.models.manifest import read_manifest
 
     traffic = _week(tiny_base, n=200)
-    out = train_sft_on_positives(tiny_base, traffic.records, steps=3, batch=8, output_dir=tmp_path / "sft",
-                                 weeks=[WEEK])
+    out = train_sft_on_positives(
+        tiny_base, traffic.records, steps=3, batch=8, output_dir=tmp_path / "sft", weeks=[WEEK]
+    )
     manifest = read_manifest(out)
     assert manifest.kind == "full" and manifest.base_model == str(tiny_base) and manifest.global_step == 3
     assert manifest.weeks == [WEEK]
@@ -412,8 +426,14 @@ def test_a_simulated_week_trains_with_the_pipelines_kto_trainer(tmp_path, tiny_b
     traffic = _week(tiny_base, n=120)
     write_week_dump(traffic.records, tmp_path / "dumps", WEEK)
     rows = ingest(list_dumps(str(tmp_path / "dumps"))).rows.sample(frac=1.0, random_state=0)
-    result = train_kto(rows, base_model=str(tiny_base), output_dir=tmp_path / "kto", work_dir=tmp_path / "work",
-                       recipe=tiny_kto_recipe({"max_steps": 2, "per_device_train_batch_size": 8}), device="cpu")
+    result = train_kto(
+        rows,
+        base_model=str(tiny_base),
+        output_dir=tmp_path / "kto",
+        work_dir=tmp_path / "work",
+        recipe=tiny_kto_recipe({"max_steps": 2, "per_device_train_batch_size": 8}),
+        device="cpu",
+    )
     assert result.global_step == 2 and result.data["data_format"] == "plain"
     assert result.data["dropped_prompt_too_long"] == 0
     assert result.initial_metrics["loss"] == pytest.approx(0.5, abs=0.01)  # policy = reference at step 0
@@ -421,9 +441,11 @@ def test_a_simulated_week_trains_with_the_pipelines_kto_trainer(tmp_path, tiny_b
 
 
 def test_the_simulator_never_imports_dagster():
-    code = ("import sys, kto_pipeline.sim as s; s.task_split(); "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_pipes')); "
-            "assert not bad, bad")
+    code = (
+        "import sys, kto_pipeline.sim as s; s.task_split(); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_pipes')); "
+        "assert not bad, bad"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 

@@ -65,16 +65,34 @@ SECRET = "sk-test-SECRET-4f1c9e"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
-def make_row(i: int, label: bool, *, prompt: str | None = None, messages: list | None = None,
-             completion: str | None = None, signal_: str = SIGNAL_THUMB, source: str = SOURCE_PRODUCTION) -> dict:
+def make_row(
+    i: int,
+    label: bool,
+    *,
+    prompt: str | None = None,
+    messages: list | None = None,
+    completion: str | None = None,
+    signal_: str = SIGNAL_THUMB,
+    source: str = SOURCE_PRODUCTION,
+) -> dict:
     text = prompt if prompt is not None else f"Question {i}: how do I fix problem number {i}?"
     return {
-        "row_id": content_hash("row", i, label), "record_id": content_hash("rec", i), "week": "2026-W10",
-        "timestamp": T0 + pd.Timedelta(minutes=i), "prompt": text,
+        "row_id": content_hash("row", i, label),
+        "record_id": content_hash("rec", i),
+        "week": "2026-W10",
+        "timestamp": T0 + pd.Timedelta(minutes=i),
+        "prompt": text,
         "prompt_messages": json.dumps(messages) if messages is not None else None,
-        "completion": completion or f"Answer {i}.", "label": label, "signal": signal_, "source": source,
-        "conversation_id": f"conv-{i}", "user_id": f"user-{i % 3}", "model_version": "prod-v1",
-        "metadata": None, "dump": "dump-a.jsonl", "line": i + 1,
+        "completion": completion or f"Answer {i}.",
+        "label": label,
+        "signal": signal_,
+        "source": source,
+        "conversation_id": f"conv-{i}",
+        "user_id": f"user-{i % 3}",
+        "model_version": "prod-v1",
+        "metadata": None,
+        "dump": "dump-a.jsonl",
+        "line": i + 1,
     }
 
 
@@ -216,8 +234,9 @@ def sampling_teacher(model: Path, num_threads: int | None = 1) -> TeacherConfig:
     # The tiny random Llama decodes whitespace greedily; seeded sampling gives visible text
     # and exercises the harder determinism case. One torch thread: several times faster for
     # this tiny model on a busy 2-core box.
-    return TeacherConfig(model=str(model), max_new_tokens=12, temperature=1.0, seed=7, batch_size=8,
-                         num_threads=num_threads)
+    return TeacherConfig(
+        model=str(model), max_new_tokens=12, temperature=1.0, seed=7, batch_size=8, num_threads=num_threads
+    )
 
 
 def desirable_short_rows() -> pd.DataFrame:
@@ -248,16 +267,34 @@ def tiny_run(tiny_model, tmp_path_factory):
     home_cache = PIPELINES_CACHE_DIR / PIPELINE_NAME
     home_before = sorted(home_cache.rglob("*")) if home_cache.exists() else None
     root = logging.getLogger()
-    state_before = (list(root.handlers), root.level, signal.getsignal(signal.SIGINT),
-                    os.environ.get("DISTILABEL_LOG_LEVEL"), os.environ.get("DISTILABEL_CACHE_DIR"))
+    state_before = (
+        list(root.handlers),
+        root.level,
+        signal.getsignal(signal.SIGINT),
+        os.environ.get("DISTILABEL_LOG_LEVEL"),
+        os.environ.get("DISTILABEL_CACHE_DIR"),
+    )
     with guarded(tmp) as net_log, capture_module_logs() as records:
-        result = generate_synthetic(plan, sampling_teacher(tiny_model), tmp / "cache", log_level="INFO", keep_cache=True)
+        result = generate_synthetic(
+            plan, sampling_teacher(tiny_model), tmp / "cache", log_level="INFO", keep_cache=True
+        )
     return types.SimpleNamespace(
-        rows=rows, plan=plan, result=result, tmp=tmp, net_log=net_log, log_records=records,
-        home_before=home_before, home_after=sorted(home_cache.rglob("*")) if home_cache.exists() else None,
+        rows=rows,
+        plan=plan,
+        result=result,
+        tmp=tmp,
+        net_log=net_log,
+        log_records=records,
+        home_before=home_before,
+        home_after=sorted(home_cache.rglob("*")) if home_cache.exists() else None,
         state_before=state_before,
-        state_after=(list(root.handlers), root.level, signal.getsignal(signal.SIGINT),
-                     os.environ.get("DISTILABEL_LOG_LEVEL"), os.environ.get("DISTILABEL_CACHE_DIR")),
+        state_after=(
+            list(root.handlers),
+            root.level,
+            signal.getsignal(signal.SIGINT),
+            os.environ.get("DISTILABEL_LOG_LEVEL"),
+            os.environ.get("DISTILABEL_CACHE_DIR"),
+        ),
     )
 
 
@@ -278,12 +315,23 @@ class _ChatHandler(BaseHTTPRequestHandler):
             return
         last_user = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
         text = "   \n" if "SAY NOTHING" in last_user else f"Teacher says: {last_user}"
-        payload = json.dumps({
-            "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop", "logprobs": None}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        }).encode()
+        payload = json.dumps(
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                        "logprobs": None,
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -333,9 +381,19 @@ def test_plan_desirable_short_uses_distinct_thumbs_down_prompts():
     plan = plan_synthesis(rows)
     # 40 real rows (the synthetic leftover is ignored): 10 up, 30 down; cap 40/3 → 13
     assert plan.summary() | {"skipped": None} == {
-        "short_label": True, "signal": SIGNAL_SYNTHETIC_IMPROVED, "n_real": 40, "n_desirable": 10,
-        "n_undesirable": 30, "n_needed": 20, "n_cap": 13, "n_target": 13, "n_requests": 17,
-        "n_eligible_prompts": 29, "shortfall": 0, "skipped": None, "ignored_synthetic": 1,
+        "short_label": True,
+        "signal": SIGNAL_SYNTHETIC_IMPROVED,
+        "n_real": 40,
+        "n_desirable": 10,
+        "n_undesirable": 30,
+        "n_needed": 20,
+        "n_cap": 13,
+        "n_target": 13,
+        "n_requests": 17,
+        "n_eligible_prompts": 29,
+        "shortfall": 0,
+        "skipped": None,
+        "ignored_synthetic": 1,
     }
     by_id = rows.set_index("row_id")
     assert all(not by_id.loc[r.source_row_id, "label"] for r in plan.requests)
@@ -402,8 +460,10 @@ def test_teacher_messages_show_the_conversation_and_the_rejected_answer():
         {"role": "user", "content": "Order 1234."},
     ]
     # 1 up, 3 down on one conversation: one request, from its first row
-    rows = frame([make_row(0, True)] + [make_row(i, False, messages=conversation, completion="Orders are never late.")
-                                        for i in range(1, 4)])
+    rows = frame(
+        [make_row(0, True)]
+        + [make_row(i, False, messages=conversation, completion="Orders are never late.") for i in range(1, 4)]
+    )
     plan = plan_synthesis(rows, SynthesisConfig(max_share=0.5))
     (request,) = plan.requests
     assert request.source_row_id == rows["row_id"][1]
@@ -415,15 +475,20 @@ def test_teacher_messages_show_the_conversation_and_the_rejected_answer():
     assert "You are Acme's support bot." in system["content"]  # the product's own system prompt
     assert "rated unhelpful" in system["content"]
 
-    plain = plan_synthesis(frame([make_row(i, True, prompt="Capital of France?", completion="Answer 9.") for i in range(5)]
-                                 + [make_row(9, False)]))
+    plain = plan_synthesis(
+        frame(
+            [make_row(i, True, prompt="Capital of France?", completion="Answer 9.") for i in range(5)]
+            + [make_row(9, False)]
+        )
+    )
     degrade = teacher_messages(plain.requests[0], plain.signal, plain.config)
     assert degrade[1:] == [{"role": "user", "content": "Capital of France?"}]
     assert "flaw" in degrade[0]["content"] and "Answer 9." in degrade[0]["content"]
 
     custom = SynthesisConfig(improve_template="Fix this: {{ response }} (prompt was {{ prompt }})")
     assert teacher_messages(request, plan.signal, custom)[0]["content"] == (
-        f"Fix this: Orders are never late. (prompt was {request.prompt})")
+        f"Fix this: Orders are never late. (prompt was {request.prompt})"
+    )
     from jinja2.exceptions import UndefinedError
 
     with pytest.raises(UndefinedError, match="respons"):  # a typo in a template fails loudly
@@ -440,7 +505,8 @@ def test_build_synthetic_rows_fields_and_counted_drops():
     assert dict(out.dtypes.astype(str)) == dict(frame([]).dtypes.astype(str))
     assert dict(dropped.dtypes.astype(str)) == dict(frame_from_records([], DROPPED_DTYPES).dtypes.astype(str))
     assert len(out) == 1 and sorted(dropped["reason"]) == sorted(
-        [SynthesisReason.EMPTY_GENERATION, SynthesisReason.EMPTY_GENERATION, SynthesisReason.MISSING_OUTPUT])
+        [SynthesisReason.EMPTY_GENERATION, SynthesisReason.EMPTY_GENERATION, SynthesisReason.MISSING_OUTPUT]
+    )
     _, failed = build_synthetic_rows(plan, {req.row_id: None for req in r}, "teacher-x")
     assert set(failed["reason"]) == {SynthesisReason.GENERATION_FAILED}
 
@@ -454,8 +520,13 @@ def test_build_synthetic_rows_fields_and_counted_drops():
     assert pd.isna(row["prompt_messages"]) and pd.isna(row["dump"]) and row["line"] == 0
     assert row["model_version"] == "teacher-x"
     meta = json.loads(row["metadata"])
-    assert meta == {"teacher_model": "teacher-x", "source_row_id": r[0].source_row_id, "generation_index": 0,
-                    "source_record_id": src["record_id"], "source_model_version": "prod-v1"}
+    assert meta == {
+        "teacher_model": "teacher-x",
+        "source_row_id": r[0].source_row_id,
+        "generation_index": 0,
+        "source_record_id": src["record_id"],
+        "source_model_version": "prod-v1",
+    }
 
 
 def test_apply_cap_keeps_plan_order_and_respects_the_share():
@@ -522,15 +593,24 @@ def test_citation_guard_catches_distilabels_bibtex_fetch(tmp_path):
 
     with guarded(tmp_path) as net_log:
         with Pipeline(name="control") as pipeline:
-            ChatGeneration(name="t", llm=build_llm(TeacherConfig(kind="openai", model="m", base_url="http://127.0.0.1:1/v1")))
+            ChatGeneration(
+                name="t", llm=build_llm(TeacherConfig(kind="openai", model="m", base_url="http://127.0.0.1:1/v1"))
+            )
         _grab_citations(pipeline.dag)
         assert net_log.read_text() == "getaddrinfo arxiv2bibtex.org\n"
         child = subprocess.run(
-            [sys.executable, "-c", "import socket, sys\nfrom distilabel.steps.tasks import ChatGeneration\n"
-             "assert 'bs4' in sys.modules and 'arxiv.org/abs' in ChatGeneration.__doc__\n"
-             "try:\n    socket.getaddrinfo('arxiv2bibtex.org', 443)\nexcept OSError:\n    pass\n"
-             "socket.socket().connect(('93.184.215.14', 80))"],
-            capture_output=True, text=True, timeout=120)
+            [
+                sys.executable,
+                "-c",
+                "import socket, sys\nfrom distilabel.steps.tasks import ChatGeneration\n"
+                "assert 'bs4' in sys.modules and 'arxiv.org/abs' in ChatGeneration.__doc__\n"
+                "try:\n    socket.getaddrinfo('arxiv2bibtex.org', 443)\nexcept OSError:\n    pass\n"
+                "socket.socket().connect(('93.184.215.14', 80))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert child.returncode == 1 and "network guard" in child.stderr, child.stderr[-2000:]
     assert net_log.read_text().splitlines()[1:] == ["getaddrinfo arxiv2bibtex.org", "connect 93.184.215.14"]
 
@@ -568,8 +648,10 @@ def test_tiny_model_run_leaves_the_caller_alone_and_logs_at_the_asked_level(tiny
     text = "\n".join(r.getMessage() for r in tiny_run.log_records)
     assert "distilabel.pipeline" in text and "distilabel.step.teacher" in text
     assert {r.levelno for r in tiny_run.log_records} == {logging.INFO}
-    assert {r.name for r in tiny_run.log_records} == {"kto_pipeline.curate.synthesis.generate",
-                                                      "kto_pipeline.curate.synthesis.child"}
+    assert {r.name for r in tiny_run.log_records} == {
+        "kto_pipeline.curate.synthesis.generate",
+        "kto_pipeline.curate.synthesis.child",
+    }
     assert set(tiny_run.result.stats["timings"]) == {"wall_s", "child_import_s", "pipeline_s"}
 
 
@@ -616,14 +698,29 @@ def test_openai_compatible_endpoint(openai_server, tmp_path, capfd):
     rows = []
     for k in range(6):  # 6 distinct thumbs-up prompts, each liked twice
         for rep in range(2):
-            rows.append(make_row(10 * k + rep, True, prompt=prompts[k] or f"Explain topic {k}",
-                                 messages=conversation if k == 0 else None, completion=f"Good answer {k}"))
+            rows.append(
+                make_row(
+                    10 * k + rep,
+                    True,
+                    prompt=prompts[k] or f"Explain topic {k}",
+                    messages=conversation if k == 0 else None,
+                    completion=f"Good answer {k}",
+                )
+            )
     rows += [make_row(100 + i, False) for i in range(4)]
     plan = plan_synthesis(frame(rows))  # undesirable short: target 5, 6 prompts → 6 requests
     assert (plan.short_label, plan.n_target, len(plan.requests)) == (False, 5, 6)
 
-    teacher = TeacherConfig(kind="openai", model="teacher-model", base_url=f"http://{host}:{port}/v1",
-                            api_key=SECRET, max_new_tokens=64, seed=11, batch_size=4, max_retries=0)
+    teacher = TeacherConfig(
+        kind="openai",
+        model="teacher-model",
+        base_url=f"http://{host}:{port}/v1",
+        api_key=SECRET,
+        max_new_tokens=64,
+        seed=11,
+        batch_size=4,
+        max_retries=0,
+    )
     openai_server.requests_seen.clear()
     with guarded(tmp_path) as net_log, capture_module_logs() as records:
         result = generate_synthetic(plan, teacher, tmp_path / "cache", log_level="DEBUG", keep_cache=True)
@@ -664,7 +761,8 @@ def test_runs_from_a_plain_python_process_quietly_and_not_in_home(tiny_model, tm
     home = tmp_path / "home"
     home.mkdir()
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys
         import torch
         torch.randn(1500, 1500).cos().sum()  # starts OpenMP's thread pool in this process
@@ -678,14 +776,19 @@ def test_runs_from_a_plain_python_process_quietly_and_not_in_home(tiny_model, tm
         res = generate_synthetic(plan, sampling_teacher(Path({str(tiny_model)!r}), num_threads=None),
                                  {str(tmp_path / "cache")!r})
         print("RESULT", json.dumps({{"rows": len(res.rows), "dropped": len(res.dropped)}}))
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DISTILABEL_", "XDG_", "HF_HOME"))}
     env.update(HOME=str(home), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert result["rows"] + result["dropped"] == 17 and result["rows"] >= 10
-    noise = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip() and not line.startswith("RESULT")]
+    noise = [
+        line for line in (proc.stdout + proc.stderr).splitlines() if line.strip() and not line.startswith("RESULT")
+    ]
     assert noise == [], noise[:20]
     assert not (home / ".cache" / "distilabel").exists()
     assert not (home / ".cache" / "huggingface" / "datasets").exists()  # no Distiset → no datasets cache

@@ -53,13 +53,26 @@ SHOTS = PROJECT / "tests" / "output" / "ui"
 WEEK = "2026-10-05"  # the first week of the bundled sample dumps
 LOCATION = "kto_pipeline"  # workspace.yaml's location_name
 PIPELINE_ASSETS = (
-    "raw_feedback", "redacted_feedback", "deduplicated_feedback", "scored_feedback",
-    "balanced_feedback", "synthetic_topup", "kto_checkpoint", "eval_report",
+    "raw_feedback",
+    "redacted_feedback",
+    "deduplicated_feedback",
+    "scored_feedback",
+    "balanced_feedback",
+    "synthetic_topup",
+    "kto_checkpoint",
+    "eval_report",
 )
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
 ]
 START_TIMEOUT_S = 420  # dagster dev imports torch, transformers and Presidio: slow on 2 busy cores
 RUN_TIMEOUT_S = 900
@@ -125,7 +138,9 @@ def _stop(proc: subprocess.Popen) -> None:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            print(f"dagster dev still running {time.monotonic() - started:.0f}s after SIGTERM: SIGKILL to its process group")
+            print(
+                f"dagster dev still running {time.monotonic() - started:.0f}s after SIGTERM: SIGKILL to its process group"
+            )
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -153,13 +168,15 @@ def dagster_dev(tmp_path_factory):
     # caller's shell (a KTO_PIPELINE_START_DATE would move the partitions).
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "KTO_PIPELINE_"))}
     env.update(OFFLINE_ENV)
-    env.update({
-        "DAGSTER_HOME": str(home),
-        "KTO_PIPELINE_DUMPS": str(dumps),
-        "KTO_PIPELINE_STORAGE": str(home / "warehouse"),
-        "KTO_PIPELINE_MODELS": str(home / "models"),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "KTO_PIPELINE_DUMPS": str(dumps),
+            "KTO_PIPELINE_STORAGE": str(home / "warehouse"),
+            "KTO_PIPELINE_MODELS": str(home / "models"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = root / "dagster_dev.log"
@@ -168,7 +185,12 @@ def dagster_dev(tmp_path_factory):
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=PROJECT, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=PROJECT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     server = DagsterDev(proc, url, log, home, env)
     try:
@@ -192,11 +214,13 @@ def _wait_until_loaded(server: DagsterDev) -> None:
         try:
             with urllib.request.urlopen(f"{server.url}/server_info", timeout=5) as response:
                 info = json.load(response)
-            statuses = server.graphql("{locationStatusesOrError{__typename ... on WorkspaceLocationStatusEntries{entries{name loadStatus}}}}")
+            statuses = server.graphql(
+                "{locationStatusesOrError{__typename ... on WorkspaceLocationStatusEntries{entries{name loadStatus}}}}"
+            )
             entries = {e["name"]: e["loadStatus"] for e in statuses["locationStatusesOrError"].get("entries", [])}
             if entries.get(LOCATION) == "LOADED":
                 break
-        except (urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout):
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         if time.monotonic() > deadline:
             server.fail(f"dagster dev did not load the {LOCATION} code location within {START_TIMEOUT_S}s")
@@ -258,10 +282,12 @@ def retrain_run(dagster_dev):
     params = {
         "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__", "jobName": "retrain_job"},
         "runConfigData": IN_PROCESS,
-        "executionMetadata": {"tags": [
-            {"key": "dagster/partition", "value": WEEK},
-            {"key": "kto_pipeline/trigger", "value": "ui_test"},
-        ]},
+        "executionMetadata": {
+            "tags": [
+                {"key": "dagster/partition", "value": WEEK},
+                {"key": "kto_pipeline/trigger", "value": "ui_test"},
+            ]
+        },
     }
     launched = dagster_dev.graphql(LAUNCH_RUN, {"executionParams": params})["launchRun"]
     if launched["__typename"] != "LaunchRunSuccess":
@@ -353,7 +379,9 @@ class Shot:
         except Exception as shot_error:  # the screenshot must not hide the real failure
             print(f"screenshot {self.name} failed: {shot_error}")
         if exc_type is AssertionError:
-            raise AssertionError(f"{exc}\n(screenshot: {SHOTS / (self.name + suffix)}.png){self.server.log_tail()}") from None
+            raise AssertionError(
+                f"{exc}\n(screenshot: {SHOTS / (self.name + suffix)}.png){self.server.log_tail()}"
+            ) from None
         return False
 
 
@@ -364,20 +392,30 @@ def test_ui_shows_the_asset_graph_and_the_eval_report_of_a_run_launched_through_
     # A run passes, or fails only at the promotion gate (a blocking check): then the report
     # exists and says DO NOT PROMOTE. Anything else is a broken pipeline.
     if retrain_run["status"] != "SUCCESS" and (retrain_run["status"] != "FAILURE" or promoted):
-        server.fail(f"run {run_id} ended {retrain_run['status']} (statuses {retrain_run['statuses']}):\n{_run_errors(server, run_id)}")
-    assert retrain_run["statuses"][-1] in TERMINAL and len(retrain_run["statuses"]) >= 2, retrain_run  # it was queued or started first
+        server.fail(
+            f"run {run_id} ended {retrain_run['status']} (statuses {retrain_run['statuses']}):\n{_run_errors(server, run_id)}"
+        )
+    assert retrain_run["statuses"][-1] in TERMINAL and len(retrain_run["statuses"]) >= 2, (
+        retrain_run
+    )  # it was queued or started first
 
     # Every asset of the job, and the report, were materialized for the week by this run.
     for key in PIPELINE_ASSETS:
         asset = server.graphql(MATERIALIZATIONS, {"key": {"path": [key]}, "partitions": [WEEK]})["assetOrError"]
         assert asset["__typename"] == "Asset", (key, asset)
-        assert run_id in {m["runId"] for m in asset["assetMaterializations"]}, f"{key} has no materialization of {WEEK} from run {run_id}"
-    [report_mat] = server.graphql(MATERIALIZATIONS, {"key": {"path": ["eval_report"]}, "partitions": [WEEK]})["assetOrError"]["assetMaterializations"]
+        assert run_id in {m["runId"] for m in asset["assetMaterializations"]}, (
+            f"{key} has no materialization of {WEEK} from run {run_id}"
+        )
+    [report_mat] = server.graphql(MATERIALIZATIONS, {"key": {"path": ["eval_report"]}, "partitions": [WEEK]})[
+        "assetOrError"
+    ]["assetMaterializations"]
     assert {"report", "promoted", "candidate/reward_accuracy"} <= {e["label"] for e in report_mat["metadataEntries"]}
 
     # 1. The global asset lineage, both asset groups expanded: one node per asset of the code
     #    location, each labelled with its name (long ones middle-truncated: "deduplic…_feedback").
-    defined = sorted("/".join(n["assetKey"]["path"]) for n in server.graphql("{assetNodes{assetKey{path}}}")["assetNodes"])
+    defined = sorted(
+        "/".join(n["assetKey"]["path"]) for n in server.graphql("{assetNodes{assetKey{path}}}")["assetNodes"]
+    )
     assert set(PIPELINE_ASSETS) <= set(defined), defined
     with Shot(page, server, "1_asset_graph"):
         page.goto("/asset-groups?expanded=" + "%2C".join(f"global%40global%3A{g}" for g in ("curation", "training")))
@@ -395,7 +433,9 @@ def test_ui_shows_the_asset_graph_and_the_eval_report_of_a_run_launched_through_
     with Shot(page, server, "2_asset_graph_training"):
         page.goto("/asset-groups?expanded=global%40global%3Atraining")
         for name in ("kto_checkpoint", "eval_report"):
-            node = page.locator('[class*="AssetNode_assetNodeContainer"]').filter(has=page.get_by_text(name, exact=True))
+            node = page.locator('[class*="AssetNode_assetNodeContainer"]').filter(
+                has=page.get_by_text(name, exact=True)
+            )
             expect(node).to_have_count(1)
             expect(node).to_contain_text(RECENT_EVENT)
             expect(node).to_contain_text("Partitions")
@@ -409,7 +449,14 @@ def test_ui_shows_the_asset_graph_and_the_eval_report_of_a_run_launched_through_
         expect(page.get_by_text("Materialized (1)")).to_be_visible()
         expect(page.get_by_role("link", name=run_id[:8]).first).to_be_visible()  # the run that made it
         expect(page.get_by_text("retrain_job").first).to_be_visible()
-        for label in ("report", "promoted", "champion_before", "eval_rows", "candidate/reward_accuracy", "candidate/kl"):
+        for label in (
+            "report",
+            "promoted",
+            "champion_before",
+            "eval_rows",
+            "candidate/reward_accuracy",
+            "candidate/kl",
+        ):
             expect(page.get_by_text(label, exact=True).first, f"metadata {label}").to_be_visible()
         expect(page.get_by_text(str(server.home / "models" / "reports" / WEEK / "eval_report.md"))).to_be_visible()
         expect(page.get_by_text("Join the Dagster community")).to_be_hidden()
@@ -445,6 +492,8 @@ def test_ui_shows_the_asset_graph_and_the_eval_report_of_a_run_launched_through_
         outcome = {"SUCCESS": "Success", "FAILURE": "Failure"}[retrain_run["status"]]
         expect(page.get_by_text(outcome, exact=True).first).to_be_visible()
         if retrain_run["status"] == "SUCCESS":
-            expect(page.get_by_text("Succeeded (8)")).to_be_visible()  # one step per asset above (the top-up's is a multi-asset)
+            expect(
+                page.get_by_text("Succeeded (8)")
+            ).to_be_visible()  # one step per asset above (the top-up's is a multi-asset)
             expect(page.get_by_text("Errored (0)")).to_be_visible()
         expect(page.get_by_text(f"training {WEEK} from").first).to_be_visible()

@@ -57,8 +57,15 @@ _PLACEHOLDER = r"<[A-Z_]+_\d+>"
 # A tiny local model stands in for the scorer, the teacher and the base model, so the demo
 # runs every real code path on a CPU with nothing downloaded; a user's own settings win.
 DEMO_RECIPE = {
-    "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 8, "learning_rate": 1e-3,
-    "beta": 0.5, "warmup_ratio": 0.0, "logging_steps": 2, "save_steps": 4, "max_length": 512,
+    "per_device_train_batch_size": 4,
+    "gradient_accumulation_steps": 1,
+    "max_steps": 8,
+    "learning_rate": 1e-3,
+    "beta": 0.5,
+    "warmup_ratio": 0.0,
+    "logging_steps": 2,
+    "save_steps": 4,
+    "max_length": 512,
 }
 
 
@@ -89,7 +96,9 @@ def _week_summary(storage: Path, week: str) -> dict:
     summary = {"week": week, "records_in": kept + len(quarantine), "quarantined": len(quarantine), "rows": len(rows)}
     redacted = read("redacted_feedback")
     if redacted is not None:
-        summary["pii_replaced"] = int(redacted["prompt"].str.count(_PLACEHOLDER).sum() + redacted["completion"].str.count(_PLACEHOLDER).sum())
+        summary["pii_replaced"] = int(
+            redacted["prompt"].str.count(_PLACEHOLDER).sum() + redacted["completion"].str.count(_PLACEHOLDER).sum()
+        )
     final = rows
     deduplicated = read("deduplicated_feedback")
     if deduplicated is not None:
@@ -168,7 +177,9 @@ def demo(args: argparse.Namespace) -> int:
     print(f"Duplicates removed, with reasons:    {storage / 'deduplicated_feedback_dropped'}")
     print(f"Checkpoints and eval reports:        {models / 'checkpoints'}, {models / 'reports'}")
     champion = registry.champion()
-    print(f"Champion:                            {champion.checkpoint if champion else 'the base model (nothing promoted)'}")
+    print(
+        f"Champion:                            {champion.checkpoint if champion else 'the base model (nothing promoted)'}"
+    )
     print(f"Run logs:                            {logs}")
     print("Open the UI:")
     ui_env = {DAGSTER_HOME: str(home), **settings_env(dumps=dumps, base_model=settings.base_model)}
@@ -185,7 +196,13 @@ def simulate(args: argparse.Namespace) -> int:
 
     project = Path(args.project).resolve()
     home = prepare_home(instance_home(None, project), project / "dagster.yaml")
-    config = SimulationConfig(scenario=args.scenario, weeks=args.weeks, prompts_per_week=args.prompts, arms=tuple(args.arms.split(",")), seed=args.seed)
+    config = SimulationConfig(
+        scenario=args.scenario,
+        weeks=args.weeks,
+        prompts_per_week=args.prompts,
+        arms=tuple(args.arms.split(",")),
+        seed=args.seed,
+    )
     print(f"kto-pipeline simulation; Dagster instance: {home}", flush=True)
     results = run_simulation(config, project=project, home=home, say=lambda line: print(line, flush=True))
     print()
@@ -217,14 +234,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kto-pipeline", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="run the main job on every closed week of a dump folder (the bundled sample by default)")
+    p = sub.add_parser(
+        "demo", help="run the main job on every closed week of a dump folder (the bundled sample by default)"
+    )
     p.add_argument("--dumps", default=str(SAMPLE_DIR), help="folder or fsspec URL of feedback dumps")
     p.add_argument("--job", default="retrain_job", help="Dagster job to run per week")
     p.add_argument("--project", default=".", help="project folder holding dagster.yaml and workspace.yaml")
     p.set_defaults(func=demo)
 
-    p = sub.add_parser("simulate", help="the main job: simulated weeks of thumbs → the pipeline → KTO, measured against SFT on thumbs-up")
-    p.add_argument("--scenario", default="carry_bug", help="carry_bug (a systematic error to fix) or scarce_positives (base right ≤ 15%%)")
+    p = sub.add_parser(
+        "simulate",
+        help="the main job: simulated weeks of thumbs → the pipeline → KTO, measured against SFT on thumbs-up",
+    )
+    p.add_argument(
+        "--scenario",
+        default="carry_bug",
+        help="carry_bug (a systematic error to fix) or scarce_positives (base right ≤ 15%%)",
+    )
     p.add_argument("--weeks", type=int, default=4)
     p.add_argument("--prompts", type=int, default=1500, help="fresh prompts a week (the task has 7,100 for traffic)")
     p.add_argument("--arms", default="kto,sft", help="kto, or kto,sft for the naive SFT-on-thumbs-up arm beside it")

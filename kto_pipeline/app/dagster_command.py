@@ -16,14 +16,35 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TRANSFOR
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 
-def execute_week(project: Path, env: dict[str, str], job: str, week: str, log: Path, *, trigger: str, run_config: dict[str, Any] | None = None) -> int:
+def execute_week(
+    project: Path,
+    env: dict[str, str],
+    job: str,
+    week: str,
+    log: Path,
+    *,
+    trigger: str,
+    run_config: dict[str, Any] | None = None,
+) -> int:
     """`dagster job execute` of `job` for the week's partition; output to `log`; the exit code."""
     config_path = log.with_suffix(".run_config.json")
     config_path.write_text(json.dumps({**IN_PROCESS, **(run_config or {})}))  # YAML reads JSON
     cmd = [
-        sys.executable, "-m", "dagster", "job", "execute", "-m", "definitions", "-d", str(project),
-        "-j", job, "-c", str(config_path),
-        "--tags", json.dumps({"dagster/partition": week, "kto_pipeline/trigger": trigger}),
+        sys.executable,
+        "-m",
+        "dagster",
+        "job",
+        "execute",
+        "-m",
+        "definitions",
+        "-d",
+        str(project),
+        "-j",
+        job,
+        "-c",
+        str(config_path),
+        "--tags",
+        json.dumps({"dagster/partition": week, "kto_pipeline/trigger": trigger}),
     ]
     with log.open("w") as fh:
         return subprocess.run(cmd, cwd=project, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode

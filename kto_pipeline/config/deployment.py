@@ -38,9 +38,13 @@ class DeploymentSettings:
     """Where the data and models live, and which models and launchers a deployment uses. Everything
     else is resource or run config, editable in the Dagster UI's launchpad."""
 
-    dumps: str | None = _setting(help="Folder or fsspec URL of the feedback dumps (s3://bucket/feedback/); default ./feedback_dumps")
+    dumps: str | None = _setting(
+        help="Folder or fsspec URL of the feedback dumps (s3://bucket/feedback/); default ./feedback_dumps"
+    )
     storage: str | None = _setting(help="Folder or URL the asset files go under; default $DAGSTER_HOME/warehouse")
-    models: str | None = _setting(help="Local folder of checkpoints, reports and promotions; default $DAGSTER_HOME/models")
+    models: str | None = _setting(
+        help="Local folder of checkpoints, reports and promotions; default $DAGSTER_HOME/models"
+    )
     start_date: str = _setting("2025-01-06", help="The first feedback week (a Monday); partitions start there")
     max_window_weeks: int = _setting(
         4, kind=int, help="The most weeks a training window can reach back (fixed when the code location loads)"
@@ -54,11 +58,15 @@ class DeploymentSettings:
     teacher_base_url: str | None = _setting(help="Teacher: OpenAI-compatible endpoint for kind openai")
     teacher_temperature: float = _setting(0.0, kind=float, help="Teacher sampling temperature (0: greedy)")
     base_model: str = _setting(DEFAULT_BASE_MODEL, help="The model every checkpoint chain starts from (name or path)")
-    trainer_device: str | None = _setting(help="cuda or cpu for training and evaluation; default: the GPU when there is one")
+    trainer_device: str | None = _setting(
+        help="cuda or cpu for training and evaluation; default: the GPU when there is one"
+    )
     trainer_launcher: str = _setting("python", help="python (one process) or accelerate (accelerate launch)")
     trainer_processes: int = _setting(1, kind=int, help="accelerate launcher: processes (GPUs)")
     trainer_recipe: dict = _setting(dict, kind=dict, help="JSON object of training recipe overrides (KTORecipe fields)")
-    trainer_threads: int | None = _setting(help="CPU threads of the training process; default: torch's choice", kind=int)
+    trainer_threads: int | None = _setting(
+        help="CPU threads of the training process; default: torch's choice", kind=int
+    )
 
     @staticmethod
     def variable(name: str) -> str:

@@ -40,18 +40,25 @@ class RowAccount:
     @property
     def balanced(self) -> bool:
         return (
-            self.unaccounted == 0 and self.without_reason == 0
+            self.unaccounted == 0
+            and self.without_reason == 0
             and not (self.missing or self.unexpected or self.kept_and_dropped or self.repeated)
         )
 
     def problems(self) -> list[str]:
         out = []
         if self.unaccounted:
-            out.append(f"{self.rows_in} {self.unit} in, {self.kept} kept + {self.dropped} dropped: {self.unaccounted:+d} unaccounted")
+            out.append(
+                f"{self.rows_in} {self.unit} in, {self.kept} kept + {self.dropped} dropped: {self.unaccounted:+d} unaccounted"
+            )
         if self.without_reason:
             out.append(f"{self.without_reason} dropped {self.unit} without a reason")
-        for what, ids in (("read but neither kept nor dropped", self.missing), ("out but never read", self.unexpected),
-                          ("both kept and dropped", self.kept_and_dropped), ("out more than once", self.repeated)):
+        for what, ids in (
+            ("read but neither kept nor dropped", self.missing),
+            ("out but never read", self.unexpected),
+            ("both kept and dropped", self.kept_and_dropped),
+            ("out more than once", self.repeated),
+        ):
             if ids:
                 out.append(f"{len(ids)} {self.unit} {what} (e.g. {', '.join(ids[:_EXAMPLES])})")
         return out
@@ -65,11 +72,18 @@ class RowAccount:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "unit": self.unit, "rows_in": self.rows_in, "kept": self.kept, "dropped": self.dropped,
-            "dropped_by_reason": dict(self.dropped_by_reason), "without_reason": self.without_reason,
-            "missing": list(self.missing[:_EXAMPLES]), "unexpected": list(self.unexpected[:_EXAMPLES]),
-            "kept_and_dropped": list(self.kept_and_dropped[:_EXAMPLES]), "repeated": list(self.repeated[:_EXAMPLES]),
-            "balanced": self.balanced, "note": self.note,
+            "unit": self.unit,
+            "rows_in": self.rows_in,
+            "kept": self.kept,
+            "dropped": self.dropped,
+            "dropped_by_reason": dict(self.dropped_by_reason),
+            "without_reason": self.without_reason,
+            "missing": list(self.missing[:_EXAMPLES]),
+            "unexpected": list(self.unexpected[:_EXAMPLES]),
+            "kept_and_dropped": list(self.kept_and_dropped[:_EXAMPLES]),
+            "repeated": list(self.repeated[:_EXAMPLES]),
+            "balanced": self.balanced,
+            "note": self.note,
         }
 
 
@@ -118,7 +132,13 @@ def account_rows(
 
 
 def account_counts(
-    rows_in: int, kept: int, dropped: Mapping[str, int] | pd.DataFrame, *, reason_column: str = "reason", unit: str = "rows", note: str = "",
+    rows_in: int,
+    kept: int,
+    dropped: Mapping[str, int] | pd.DataFrame,
+    *,
+    reason_column: str = "reason",
+    unit: str = "rows",
+    note: str = "",
 ) -> RowAccount:
     """Account by totals, for inputs without ids; `dropped` is counts per reason or a frame."""
     if isinstance(dropped, pd.DataFrame):
@@ -127,4 +147,12 @@ def account_counts(
     else:
         by_reason = {str(k): int(v) for k, v in dropped.items() if int(v)}
         without, n_dropped = 0, sum(by_reason.values())
-    return RowAccount(unit=unit, rows_in=int(rows_in), kept=int(kept), dropped=n_dropped, dropped_by_reason=by_reason, without_reason=without, note=note)
+    return RowAccount(
+        unit=unit,
+        rows_in=int(rows_in),
+        kept=int(kept),
+        dropped=n_dropped,
+        dropped_by_reason=by_reason,
+        without_reason=without,
+        note=note,
+    )

@@ -21,9 +21,7 @@ class WeekCalendar:
             raise ValueError(f"day_offset must be 0..6 (0 = Sunday), got {self.day_offset}")
         first = date.fromisoformat(self.start_date)
         if self._weekday_offset(first) != 0:
-            raise ValueError(
-                f"start_date {self.start_date} is not a week start for day_offset={self.day_offset}"
-            )
+            raise ValueError(f"start_date {self.start_date} is not a week start for day_offset={self.day_offset}")
 
     def _weekday_offset(self, day: date) -> int:
         # Python: Monday=0..Sunday=6; Dagster's day_offset: Sunday=0..Saturday=6.

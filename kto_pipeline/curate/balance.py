@@ -43,7 +43,8 @@ class BalanceConfig:
     extreme majority, the class-weight target, the shuffle."""
 
     eval_fraction: float = field(
-        default=0.1, metadata={"help": "Share of records held out for evaluation (chosen by record id, stable across reruns)"}
+        default=0.1,
+        metadata={"help": "Share of records held out for evaluation (chosen by record id, stable across reruns)"},
     )
     max_ratio: float = field(
         default=10.0, metadata={"help": "Majority:minority ratio beyond which the majority class is downsampled"}
@@ -86,7 +87,9 @@ class ClassWeights:
         return bool(np.isfinite(r) and RATIO_LOW <= r <= RATIO_HIGH)
 
 
-def weighted_ratio(n_desirable: int, n_undesirable: int, desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> float:
+def weighted_ratio(
+    n_desirable: int, n_undesirable: int, desirable_weight: float = 1.0, undesirable_weight: float = 1.0
+) -> float:
     num = desirable_weight * n_desirable
     den = undesirable_weight * n_undesirable
     if den == 0:
@@ -117,7 +120,9 @@ def eval_split(record_ids: pd.Series, fraction: float, salt: str) -> np.ndarray:
     if fraction <= 0:
         return np.zeros(len(record_ids), dtype=bool)
     cut = int(fraction * 2**64)
-    return np.array([xxhash.xxh3_64_intdigest(f"{salt}\x00{rid}".encode()) < cut for rid in record_ids.astype(str)], dtype=bool)
+    return np.array(
+        [xxhash.xxh3_64_intdigest(f"{salt}\x00{rid}".encode()) < cut for rid in record_ids.astype(str)], dtype=bool
+    )
 
 
 def week_seed(seed: int, week: str | None) -> np.random.SeedSequence:
@@ -205,7 +210,9 @@ def training_mix(parts: list[pd.DataFrame], seed: int = 0, week: str | None = No
     return rows.iloc[order].reset_index(drop=True)
 
 
-def _downsample(train: pd.DataFrame, config: BalanceConfig, rng: np.random.Generator) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _downsample(
+    train: pd.DataFrame, config: BalanceConfig, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     labels = train["label"].to_numpy(dtype=bool)
     n_d, n_u = int(labels.sum()), int((~labels).sum())
     minority = min(n_d, n_u)

@@ -58,7 +58,8 @@ class EmbedderConfig:
     batch_size: int = field(default=64, metadata={"help": "Texts per forward pass"})
     max_seq_length: int = field(
         # MiniLM: 128 keeps about 500 characters and halves the cost of its trained 256.
-        default=128, metadata={"help": "Tokens kept per text (a 300-character text is about 80)"}
+        default=128,
+        metadata={"help": "Tokens kept per text (a 300-character text is about 80)"},
     )
 
 
@@ -86,7 +87,9 @@ class TextEmbedder:
 
     @classmethod
     def from_config(cls, config: EmbedderConfig) -> TextEmbedder:
-        return cls(model=config.model, device=config.device, batch_size=config.batch_size, max_seq_length=config.max_seq_length)
+        return cls(
+            model=config.model, device=config.device, batch_size=config.batch_size, max_seq_length=config.max_seq_length
+        )
 
     # -- configuration -------------------------------------------------------------------
 

@@ -31,9 +31,21 @@ from kto_pipeline.ingest.contract import render_messages
 # Presidio's pattern-based entities that are PII. DATE_TIME and UUID are left out by default:
 # they are not personal, and redacting them would damage the training text.
 PATTERN_ENTITIES = (
-    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "URL", "US_SSN",
-    "US_ITIN", "US_BANK_NUMBER", "US_PASSPORT", "US_DRIVER_LICENSE", "MEDICAL_LICENSE", "UK_NHS",
-    "CRYPTO", "MAC_ADDRESS",
+    "EMAIL_ADDRESS",
+    "PHONE_NUMBER",
+    "CREDIT_CARD",
+    "IBAN_CODE",
+    "IP_ADDRESS",
+    "URL",
+    "US_SSN",
+    "US_ITIN",
+    "US_BANK_NUMBER",
+    "US_PASSPORT",
+    "US_DRIVER_LICENSE",
+    "MEDICAL_LICENSE",
+    "UK_NHS",
+    "CRYPTO",
+    "MAC_ADDRESS",
 )
 NER_ENTITIES = ("PERSON", "LOCATION")
 SPACY_NER_MODELS = ("en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_trf")
@@ -72,7 +84,8 @@ class RedactionConfig:
     )
     score_threshold: float = field(
         # Phone numbers score 0.4 without context words.
-        default=0.4, metadata={"help": "Hits at or above this score are replaced, and fail the leak check"}
+        default=0.4,
+        metadata={"help": "Hits at or above this score are replaced, and fail the leak check"},
     )
     phone_regions: tuple[str, ...] = field(
         default=("US", "GB"),
@@ -80,7 +93,9 @@ class RedactionConfig:
     )
     spacy_model: str | None = field(
         default=None,
-        metadata={"help": "spaCy NER pipeline (name or path) for PERSON and LOCATION; default: an installed en_core_web_*"},
+        metadata={
+            "help": "spaCy NER pipeline (name or path) for PERSON and LOCATION; default: an installed en_core_web_*"
+        },
     )
     ner: bool = field(
         default=True,
@@ -90,7 +105,8 @@ class RedactionConfig:
     chunk_records: int = field(default=500, metadata={"help": "Records per task sent to a worker"})
     min_records_per_worker: int = field(
         # A spawned worker costs ~4 s to start (imports).
-        default=25_000, metadata={"help": "Fewest records that justify one more worker process"}
+        default=25_000,
+        metadata={"help": "Fewest records that justify one more worker process"},
     )
     use_triggers: bool = field(
         default=True,
@@ -166,7 +182,9 @@ class _Engines:
             entities = [e for e in entities if e not in _TRIGGERS or _TRIGGERS[e](text, digits)]
             if not entities:
                 return []
-        return self.analyzer.analyze(text, language="en", entities=entities, score_threshold=self.config.score_threshold)
+        return self.analyzer.analyze(
+            text, language="en", entities=entities, score_threshold=self.config.score_threshold
+        )
 
 
 def _operator_class():
@@ -209,7 +227,7 @@ def _redact_texts(engines: _Engines, texts: list[str]) -> tuple[list[str], Count
     for text in distinct:
         for res in sorted(found[text], key=lambda r: r.start):
             per_type = mapping.setdefault(res.entity_type, {})
-            value = text[res.start:res.end]
+            value = text[res.start : res.end]
             if value not in per_type:
                 per_type[value] = f"<{res.entity_type}_{len(per_type) + 1}>"
     out: dict[str, str] = {}
@@ -238,7 +256,7 @@ def _redact_record(engines: _Engines, record: _Record) -> tuple[str, str | None,
         texts, counts = _redact_texts(engines, [m["content"] for m in messages] + completions)
         for msg, text in zip(messages, texts, strict=False):
             msg["content"] = text
-        return render_messages(messages), json.dumps(messages, ensure_ascii=False), texts[len(messages):], counts
+        return render_messages(messages), json.dumps(messages, ensure_ascii=False), texts[len(messages) :], counts
     texts, counts = _redact_texts(engines, [prompt, *completions])
     return texts[0], None, texts[1:], counts
 
@@ -271,7 +289,7 @@ def _map_records(config: RedactionConfig, records: list[_Record]) -> list:
     if workers == 1:
         engines = engines_for(config)
         return [_redact_record(engines, r) for r in records]
-    chunks = [records[i:i + config.chunk_records] for i in range(0, len(records), config.chunk_records)]
+    chunks = [records[i : i + config.chunk_records] for i in range(0, len(records), config.chunk_records)]
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch threads exist
     with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
         return [item for chunk in pool.map(_work, chunks) for item in chunk]
@@ -320,7 +338,9 @@ class Leak:
     text: str
 
 
-def scan_for_leaks(rows: pd.DataFrame, config: RedactionConfig | None = None, fields: Iterable[str] = ("prompt", "completion")) -> list[Leak]:
+def scan_for_leaks(
+    rows: pd.DataFrame, config: RedactionConfig | None = None, fields: Iterable[str] = ("prompt", "completion")
+) -> list[Leak]:
     """Pattern-recognizer hits at or above the threshold left in `rows` (after redaction)."""
     config = config or RedactionConfig()
     engines = engines_for(dataclasses.replace(config, ner=False))
@@ -330,7 +350,7 @@ def scan_for_leaks(rows: pd.DataFrame, config: RedactionConfig | None = None, fi
             if not isinstance(text, str):
                 continue
             for res in engines.analyze(text):
-                leaks.append(Leak(row_id, field_name, res.entity_type, round(res.score, 3), text[res.start:res.end]))
+                leaks.append(Leak(row_id, field_name, res.entity_type, round(res.score, 3), text[res.start : res.end]))
     return leaks
 
 

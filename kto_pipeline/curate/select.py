@@ -299,6 +299,4 @@ def select_diverse(
         "embedding_dim": int(emb.shape[1]),
         "classes": class_info,
     }
-    return SelectionResult(
-        kept=kept, dropped=dropped, kept_index=np.flatnonzero(kept_mask), counts=counts, info=info
-    )
+    return SelectionResult(kept=kept, dropped=dropped, kept_index=np.flatnonzero(kept_mask), counts=counts, info=info)

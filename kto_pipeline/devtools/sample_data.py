@@ -12,7 +12,7 @@ import gzip
 import io
 import json
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -22,14 +22,46 @@ WEEKS = ("2026-10-05", "2026-10-12", "2026-10-19", "2026-10-26")
 
 _NAMES = ["Maria Lopez", "James O'Neil", "Aiko Tanaka", "Priya Raman", "Lars Eriksen", "Chen Wei"]
 _TOPICS = [
-    ("reset my password", "Open Settings → Security, choose 'Reset password' and follow the link we email you.", "Go to the login page and click 'Forgot password'; the reset link expires after 30 minutes."),
-    ("change the billing address on my invoice", "Billing addresses can be edited under Account → Billing → Address; new invoices use it at once.", "You cannot change it."),
-    ("export my data as CSV", "Use Reports → Export, pick CSV and the date range; large exports arrive by email.", "Exports are not supported."),
-    ("cancel my subscription", "Go to Account → Plan → Cancel. You keep access until the end of the paid period.", "Call us to cancel."),
-    ("add a team member", "Admins can invite people from Team → Invite; they join with the role you pick.", "Send us their details and we will add them."),
-    ("set up two-factor authentication", "Open Security → Two-factor, scan the QR code with an authenticator app and enter the 6-digit code.", "Two-factor is only for enterprise plans."),
-    ("get a refund for a double charge", "Refunds for duplicate charges are automatic within 5 business days; reply with the charge date if not.", "We do not give refunds."),
-    ("connect the Slack integration", "In Integrations → Slack click Connect, approve the workspace and pick the channel for alerts.", "Slack is not supported yet."),
+    (
+        "reset my password",
+        "Open Settings → Security, choose 'Reset password' and follow the link we email you.",
+        "Go to the login page and click 'Forgot password'; the reset link expires after 30 minutes.",
+    ),
+    (
+        "change the billing address on my invoice",
+        "Billing addresses can be edited under Account → Billing → Address; new invoices use it at once.",
+        "You cannot change it.",
+    ),
+    (
+        "export my data as CSV",
+        "Use Reports → Export, pick CSV and the date range; large exports arrive by email.",
+        "Exports are not supported.",
+    ),
+    (
+        "cancel my subscription",
+        "Go to Account → Plan → Cancel. You keep access until the end of the paid period.",
+        "Call us to cancel.",
+    ),
+    (
+        "add a team member",
+        "Admins can invite people from Team → Invite; they join with the role you pick.",
+        "Send us their details and we will add them.",
+    ),
+    (
+        "set up two-factor authentication",
+        "Open Security → Two-factor, scan the QR code with an authenticator app and enter the 6-digit code.",
+        "Two-factor is only for enterprise plans.",
+    ),
+    (
+        "get a refund for a double charge",
+        "Refunds for duplicate charges are automatic within 5 business days; reply with the charge date if not.",
+        "We do not give refunds.",
+    ),
+    (
+        "connect the Slack integration",
+        "In Integrations → Slack click Connect, approve the workspace and pick the channel for alerts.",
+        "Slack is not supported yet.",
+    ),
 ]
 
 
@@ -50,7 +82,7 @@ def _pii(rng: random.Random) -> tuple[str, str]:
 
 def _records(week: str, rng: random.Random, n: int, id_prefix: str) -> list[dict]:
     """`n` contract records in `week`: thumbs, some PII, some edits, some duplicates."""
-    start = datetime.fromisoformat(week).replace(tzinfo=timezone.utc)
+    start = datetime.fromisoformat(week).replace(tzinfo=UTC)
     out = []
     for i in range(n):
         question, good, bad = rng.choice(_TOPICS)
@@ -64,7 +96,9 @@ def _records(week: str, rng: random.Random, n: int, id_prefix: str) -> list[dict
             "timestamp": (start + timedelta(seconds=rng.randint(3600, 6 * 86400))).isoformat().replace("+00:00", "Z"),
             "prompt": prompt,
             "completion": completion,
-            "label": rng.choice(["up", "thumbs_up", True, 1]) if good_answer else rng.choice(["down", False, -1, "thumbs_down"]),
+            "label": rng.choice(["up", "thumbs_up", True, 1])
+            if good_answer
+            else rng.choice(["down", False, -1, "thumbs_down"]),
             "user_id": f"u{rng.randint(1, 40)}",
             "conversation_id": f"c{rng.randint(1, 400)}",
             "model_version": "support-assistant-v3",
@@ -98,49 +132,80 @@ def _gzip(data: bytes) -> bytes:
 def _openai(records: list[dict]) -> list[dict]:
     out = []
     for r in records:
-        out.append({
-            "id": r["id"],
-            "created": int(datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).timestamp()),
-            "model": r["model_version"],
-            "user": r["user_id"],
-            "messages": [
-                {"role": "system", "content": "You are the support assistant of Acme Cloud."},
-                {"role": "user", "content": [{"type": "text", "text": r["prompt"]}]},
-                {"role": "assistant", "content": r["completion"]},
-            ],
-            "feedback": r["label"],
-        })
+        out.append(
+            {
+                "id": r["id"],
+                "created": int(datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00")).timestamp()),
+                "model": r["model_version"],
+                "user": r["user_id"],
+                "messages": [
+                    {"role": "system", "content": "You are the support assistant of Acme Cloud."},
+                    {"role": "user", "content": [{"type": "text", "text": r["prompt"]}]},
+                    {"role": "assistant", "content": r["completion"]},
+                ],
+                "feedback": r["label"],
+            }
+        )
     return out
 
 
 def _langfuse(records: list[dict]) -> dict:
     traces = []
     for r in records:
-        scores = [{"name": "user-feedback", "value": 1 if r["label"] in ("up", "thumbs_up", True, 1) else 0, "dataType": "NUMERIC"}]
+        scores = [
+            {
+                "name": "user-feedback",
+                "value": 1 if r["label"] in ("up", "thumbs_up", True, 1) else 0,
+                "dataType": "NUMERIC",
+            }
+        ]
         if "edited_completion" in r:
             scores.append({"name": "correction", "dataType": "CORRECTION", "stringValue": r["edited_completion"]})
-        traces.append({
-            "id": r["id"], "timestamp": r["timestamp"], "name": "support-chat",
-            "input": {"messages": [{"role": "user", "content": r["prompt"]}]},
-            "output": {"role": "assistant", "content": r["completion"]},
-            "userId": r["user_id"], "sessionId": r["conversation_id"], "release": r["model_version"],
-            "metadata": {"channel": "web"}, "scores": scores,
-        })
+        traces.append(
+            {
+                "id": r["id"],
+                "timestamp": r["timestamp"],
+                "name": "support-chat",
+                "input": {"messages": [{"role": "user", "content": r["prompt"]}]},
+                "output": {"role": "assistant", "content": r["completion"]},
+                "userId": r["user_id"],
+                "sessionId": r["conversation_id"],
+                "release": r["model_version"],
+                "metadata": {"channel": "web"},
+                "scores": scores,
+            }
+        )
     return {"data": traces}
 
 
 def _langsmith(records: list[dict]) -> list[dict]:
     runs = []
     for r in records:
-        feedback = {"key": "user_score", "score": 1 if r["label"] in ("up", "thumbs_up", True, 1) else 0, "created_at": r["timestamp"]}
+        feedback = {
+            "key": "user_score",
+            "score": 1 if r["label"] in ("up", "thumbs_up", True, 1) else 0,
+            "created_at": r["timestamp"],
+        }
         if "edited_completion" in r:
             feedback["correction"] = {"output": r["edited_completion"]}
-        runs.append({
-            "id": r["id"], "name": "ChatOpenAI", "run_type": "llm", "start_time": r["timestamp"],
-            "inputs": {"question": r["prompt"]}, "outputs": {"answer": r["completion"]},
-            "extra": {"metadata": {"user_id": r["user_id"], "thread_id": r["conversation_id"], "ls_model_name": r["model_version"]}},
-            "feedback": [feedback],
-        })
+        runs.append(
+            {
+                "id": r["id"],
+                "name": "ChatOpenAI",
+                "run_type": "llm",
+                "start_time": r["timestamp"],
+                "inputs": {"question": r["prompt"]},
+                "outputs": {"answer": r["completion"]},
+                "extra": {
+                    "metadata": {
+                        "user_id": r["user_id"],
+                        "thread_id": r["conversation_id"],
+                        "ls_model_name": r["model_version"],
+                    }
+                },
+                "feedback": [feedback],
+            }
+        )
     return runs
 
 
@@ -180,7 +245,7 @@ def build_sample(out_dir: Path) -> list[Path]:
     # Sunday evening of week 1 through Tuesday of week 2: one dump, two weeks.
     spanning = _records(WEEKS[0], rng, 12, "span")
     for k, rec in enumerate(spanning):
-        when = datetime(2026, 10, 11, 20, tzinfo=timezone.utc) + timedelta(hours=5 * k)
+        when = datetime(2026, 10, 11, 20, tzinfo=UTC) + timedelta(hours=5 * k)
         rec["timestamp"] = when.isoformat().replace("+00:00", "Z")
     files["2026-10-11_spanning.jsonl"] = _jsonl(spanning)
 
@@ -192,14 +257,26 @@ def build_sample(out_dir: Path) -> list[Path]:
     frame.to_parquet(buf, index=False)
     files["2026-10-19_app.parquet"] = buf.getvalue()
 
-    files["2026-10-19_openai_chat.json"] = json.dumps(_openai(_records(WEEKS[2], rng, 20, "chat-w3")), indent=1).encode()
+    files["2026-10-19_openai_chat.json"] = json.dumps(
+        _openai(_records(WEEKS[2], rng, 20, "chat-w3")), indent=1
+    ).encode()
 
-    files["2026-10-26_langfuse_traces.json"] = json.dumps(_langfuse(_records(WEEKS[3], rng, 25, "lf-w4")), indent=1).encode()
+    files["2026-10-26_langfuse_traces.json"] = json.dumps(
+        _langfuse(_records(WEEKS[3], rng, 25, "lf-w4")), indent=1
+    ).encode()
     files["2026-10-26_langsmith_runs.jsonl"] = _jsonl(_langsmith(_records(WEEKS[3], rng, 25, "ls-w4")))
 
     pairs = []
     for k, (question, good, bad) in enumerate(_TOPICS):
-        pairs.append({"id": f"pair-{k}", "timestamp": f"2026-10-2{7 + k % 3}T10:00:00Z", "prompt": f"How do I {question}?", "chosen": good, "rejected": bad})
+        pairs.append(
+            {
+                "id": f"pair-{k}",
+                "timestamp": f"2026-10-2{7 + k % 3}T10:00:00Z",
+                "prompt": f"How do I {question}?",
+                "chosen": good,
+                "rejected": bad,
+            }
+        )
     files["2026-10-26_preferences_paired.jsonl"] = _jsonl(pairs)
 
     # An upload cut in half: every whole line before the cut is still read.

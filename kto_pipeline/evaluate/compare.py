@@ -69,12 +69,20 @@ class EvalResult:
             "week": self.week,
             "refs": dict(self.refs),
             "champion_is_base": self.champion_is_base,
-            "data": {"n_rows": self.n_rows, "n_desirable": self.n_desirable,
-                     "n_undesirable": self.n_undesirable, "n_dropped": self.n_dropped},
-            "settings": {"beta": self.beta, "desirable_weight": self.weights.desirable,
-                         "undesirable_weight": self.weights.undesirable,
-                         "batch_size": self.batch_size, "max_length": self.max_length,
-                         "data_format": self.data_format},
+            "data": {
+                "n_rows": self.n_rows,
+                "n_desirable": self.n_desirable,
+                "n_undesirable": self.n_undesirable,
+                "n_dropped": self.n_dropped,
+            },
+            "settings": {
+                "beta": self.beta,
+                "desirable_weight": self.weights.desirable,
+                "undesirable_weight": self.weights.undesirable,
+                "batch_size": self.batch_size,
+                "max_length": self.max_length,
+                "data_format": self.data_format,
+            },
             "models": {role: m.scalars() for role, m in self.models.items()},
             "external": {role: dict(v) for role, v in self.external.items()},
         }
@@ -93,8 +101,11 @@ def same_model(a: str | Path | None, b: str | Path | None) -> bool:
 def _check_same_tokenizer(base_tok, other_ref: str | Path) -> None:
     """Rewards compare log-probs of the same token ids, so every model must share the base's tokenizer."""
     other = load_tokenizer(other_ref)
-    if other.get_vocab() != base_tok.get_vocab() or other.eos_token != base_tok.eos_token \
-            or getattr(other, "chat_template", None) != getattr(base_tok, "chat_template", None):
+    if (
+        other.get_vocab() != base_tok.get_vocab()
+        or other.eos_token != base_tok.eos_token
+        or getattr(other, "chat_template", None) != getattr(base_tok, "chat_template", None)
+    ):
         raise ValueError(f"{other_ref} does not use the base model's tokenizer and chat template")
 
 
@@ -131,8 +142,9 @@ def evaluate_candidates(
     """
     weights = KTOWeights(*weights)
     tokenizer = load_tokenizer(base)
-    eval_set = prepare_eval_set(eval_rows, tokenizer, batch_size=batch_size, max_length=max_length,
-                                data_format=data_format)
+    eval_set = prepare_eval_set(
+        eval_rows, tokenizer, batch_size=batch_size, max_length=max_length, data_format=data_format
+    )
     if len(eval_set) == 0:
         raise ValueError(f"no held-out rows to evaluate ({eval_set.n_dropped} dropped for max_length={max_length})")
 
@@ -161,8 +173,9 @@ def evaluate_candidates(
     base_logps = logps_of(refs[ROLE_BASE])
     blocks = eval_set.blocks()
     models = {
-        role: compute_metrics(logps_of(ref), base_logps, eval_set.labels, blocks,
-                              beta=beta, weights=weights, role=role, ref=ref)
+        role: compute_metrics(
+            logps_of(ref), base_logps, eval_set.labels, blocks, beta=beta, weights=weights, role=role, ref=ref
+        )
         for role, ref in refs.items()
     }
     return EvalResult(

@@ -47,7 +47,7 @@ def rotate_within_blocks(items: Sequence[Any], block_size: int) -> list[Any]:
     """TRL's KL completions: (y1..yn) → (yn, y1, .., yn−1) inside each consecutive block."""
     out: list[Any] = []
     for start in range(0, len(items), block_size):
-        block = list(items[start:start + block_size])
+        block = list(items[start : start + block_size])
         out.extend(block[-1:] + block[:-1])
     return out
 

@@ -15,7 +15,7 @@ def format_number(value: float | None, digits: int = 4, signed: bool = False) ->
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     value = float(value) + 0.0  # no "-0.0000"
-    if abs(value) < 0.5 * 10 ** -digits:
+    if abs(value) < 0.5 * 10**-digits:
         value = 0.0
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 

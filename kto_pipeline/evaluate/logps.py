@@ -75,7 +75,7 @@ def completion_logps(
             for start in range(0, len(prompt_ids), batch_size):
                 examples = [
                     {"prompt_ids": list(p), "completion_ids": list(c), "label": True}
-                    for p, c in zip(prompt_ids[start:start + batch_size], completion_ids[start:start + batch_size])
+                    for p, c in zip(prompt_ids[start : start + batch_size], completion_ids[start : start + batch_size])
                 ]
                 batch = collator(examples)
                 input_ids = batch["input_ids"].to(device)
@@ -88,7 +88,7 @@ def completion_logps(
                     use_cache=False,
                 )
                 # As TRL: prompt-learning PEFT prepends virtual tokens, keep the real positions.
-                per_token = outputs.log_probs[:, -(input_ids.size(1) - 1):]
+                per_token = outputs.log_probs[:, -(input_ids.size(1) - 1) :]
                 out.append(per_token.float().sum(-1).cpu().numpy().astype(np.float64))
     finally:
         model.train(was_training)
@@ -110,8 +110,12 @@ def sequence_logps(
     """
     eval_set = prepare_eval_set(rows, tokenizer, batch_size=batch_size, max_length=max_length, data_format=data_format)
     return completion_logps(
-        model, eval_set.prompt_ids, eval_set.completion_ids,
-        pad_token_id=eval_set.pad_token_id, batch_size=batch_size, max_length=max_length,
+        model,
+        eval_set.prompt_ids,
+        eval_set.completion_ids,
+        pad_token_id=eval_set.pad_token_id,
+        batch_size=batch_size,
+        max_length=max_length,
     )
 
 

@@ -49,9 +49,19 @@ class ModelMetrics:
     labels: tuple[bool, ...] = field(default=(), repr=False)
 
     SCALARS = (
-        "reward_accuracy", "desirable_accuracy", "undesirable_accuracy",
-        "reward_desirable_mean", "reward_undesirable_mean", "margin", "kl", "loss",
-        "logps_desirable_mean", "logps_undesirable_mean", "n_rows", "n_desirable", "n_undesirable",
+        "reward_accuracy",
+        "desirable_accuracy",
+        "undesirable_accuracy",
+        "reward_desirable_mean",
+        "reward_undesirable_mean",
+        "margin",
+        "kl",
+        "loss",
+        "logps_desirable_mean",
+        "logps_undesirable_mean",
+        "n_rows",
+        "n_desirable",
+        "n_undesirable",
     )
 
     def scalars(self) -> dict[str, float | int]:

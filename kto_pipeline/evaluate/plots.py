@@ -59,10 +59,16 @@ def plot_metric_bars(result: EvalResult, path: str | Path) -> Path:
     """Grouped bars of the main metrics per model: accuracies, rewards, loss and KL."""
     roles = [r for r in ROLES if r in result.models]
     panels = (
-        ("accuracy", ("reward_accuracy", "desirable_accuracy", "undesirable_accuracy"),
-         ("all", "desirable", "undesirable")),
-        ("mean reward", ("reward_desirable_mean", "reward_undesirable_mean", "margin"),
-         ("desirable", "undesirable", "margin")),
+        (
+            "accuracy",
+            ("reward_accuracy", "desirable_accuracy", "undesirable_accuracy"),
+            ("all", "desirable", "undesirable"),
+        ),
+        (
+            "mean reward",
+            ("reward_desirable_mean", "reward_undesirable_mean", "margin"),
+            ("desirable", "undesirable", "margin"),
+        ),
         ("loss / KL", ("loss", "kl"), ("KTO loss", "KL (z0)")),
     )
     fig = _new_figure(12, 4)
@@ -72,8 +78,13 @@ def plot_metric_bars(result: EvalResult, path: str | Path) -> Path:
         x = np.arange(len(names))
         for i, role in enumerate(roles):
             values = [getattr(result.models[role], n) for n in names]
-            ax.bar(x + (i - (len(roles) - 1) / 2) * width, values, width,
-                   label=role_label(result, role), color=_ROLE_COLOURS[role])
+            ax.bar(
+                x + (i - (len(roles) - 1) / 2) * width,
+                values,
+                width,
+                label=role_label(result, role),
+                color=_ROLE_COLOURS[role],
+            )
         ax.set_xticks(x, labels)
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_title(title)

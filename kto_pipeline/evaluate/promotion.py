@@ -121,8 +121,16 @@ class PromotionDecision:
 
 def _check_rule(rule: MetricRule, value: float | None, baseline: float | None) -> MetricCheck:
     if value is None or baseline is None:
-        return MetricCheck(rule.name, value, baseline, None, rule.tolerance, rule.higher_is_better,
-                           passed=not rule.required, skipped=not rule.required)
+        return MetricCheck(
+            rule.name,
+            value,
+            baseline,
+            None,
+            rule.tolerance,
+            rule.higher_is_better,
+            passed=not rule.required,
+            skipped=not rule.required,
+        )
     delta = value - baseline
     if math.isnan(delta):
         passed = False
@@ -156,9 +164,7 @@ def decide_promotion(
         return float(overlay[name]) if name in overlay else result.metric(role, name)
 
     checks = tuple(
-        _check_rule(rule, value(ROLE_CANDIDATE, rule.name), value(baseline, rule.name))
-        for rule in policy.rules()
+        _check_rule(rule, value(ROLE_CANDIDATE, rule.name), value(baseline, rule.name)) for rule in policy.rules()
     )
     promote = all(c.passed for c in checks) and not collapsed
     return PromotionDecision(promote, baseline, checks, collapsed, collapse_reason if collapsed else None)
-

@@ -60,7 +60,8 @@ def render_markdown(
     lines = [f"# {title or f'KTO evaluation: week {week}'}", ""]
     verdict = "PROMOTE" if decision.promote else "DO NOT PROMOTE"
     lines += [
-        f"**Decision: {verdict}** the candidate (compared against the {decision.baseline_role}).", "",
+        f"**Decision: {verdict}** the candidate (compared against the {decision.baseline_role}).",
+        "",
         *[f"- {'✅' if ok else '❌'} {_md_cell(text)}" for ok, text in _decision_lines(decision)],
         "",
         "## Metrics",
@@ -128,4 +129,3 @@ def write_report(
     path = folder / REPORT_FILE
     path.write_text(markdown, encoding="utf-8")
     return ReportArtifacts(markdown=markdown, markdown_path=path, plots=plots)
-

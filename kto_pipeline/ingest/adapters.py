@@ -25,8 +25,16 @@ from kto_pipeline.ingest.contract import CanonicalRecord, ContractError, Reason
 ADAPTER_FORMATS = ("auto", "contract", "trl", "openai", "paired", "langfuse", "langsmith")
 
 FEEDBACK_SCORE_NAMES = (
-    "user-feedback", "user_feedback", "feedback", "thumbs", "thumbs_up", "thumb", "user_score",
-    "user-score", "label", "helpful",
+    "user-feedback",
+    "user_feedback",
+    "feedback",
+    "thumbs",
+    "thumbs_up",
+    "thumb",
+    "user_score",
+    "user-score",
+    "label",
+    "helpful",
 )
 
 _TEXT_KEYS = ("content", "text", "output", "answer", "completion", "response", "prompt", "input", "question", "query")
@@ -73,8 +81,14 @@ def completion_value(value: Any, reason: str = Reason.BAD_COMPLETION) -> Any:
 
 
 _LANGCHAIN_ROLES = {
-    "human": "user", "HumanMessage": "user", "ai": "assistant", "AIMessage": "assistant",
-    "system": "system", "SystemMessage": "system", "tool": "tool", "ToolMessage": "tool",
+    "human": "user",
+    "HumanMessage": "user",
+    "ai": "assistant",
+    "AIMessage": "assistant",
+    "system": "system",
+    "SystemMessage": "system",
+    "tool": "tool",
+    "ToolMessage": "tool",
 }
 
 
@@ -144,7 +158,9 @@ def from_openai(record: dict) -> CanonicalRecord:
     messages = record.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ContractError(Reason.BAD_PROMPT, "messages must be a non-empty list")
-    last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"), default=None)
+    last = max(
+        (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"), default=None
+    )
     if last is None:
         raise ContractError(Reason.MISSING_COMPLETION, "no assistant message in messages")
     common = _common(record)
@@ -195,7 +211,9 @@ def from_langfuse(record: dict, score_names: tuple[str, ...] = FEEDBACK_SCORE_NA
         label = score.get("stringValue") if score.get("dataType") == "CATEGORICAL" else score.get("value")
     edit = None
     for s in scores:
-        if isinstance(s, dict) and (s.get("dataType") == "CORRECTION" or str(s.get("name", "")).lower() == "correction"):
+        if isinstance(s, dict) and (
+            s.get("dataType") == "CORRECTION" or str(s.get("name", "")).lower() == "correction"
+        ):
             edit = _first(s, "stringValue", "value")
     output = record.get("output")
     return CanonicalRecord(
@@ -262,7 +280,9 @@ def detect_format(record: dict) -> str:
         return "openai"
     if "inputs" in record or "outputs" in record:
         return "langsmith"
-    if ("input" in record or "output" in record) and ("scores" in record or "traceId" in record or "sessionId" in record):
+    if ("input" in record or "output" in record) and (
+        "scores" in record or "traceId" in record or "sessionId" in record
+    ):
         return "langfuse"
     if "prompt" in record or "completion" in record:
         return "contract"

@@ -61,7 +61,9 @@ SIGNAL_EDIT_ORIGINAL = "edit_original"  # the text the user had to fix: undesira
 SIGNAL_PAIR_CHOSEN = "pair_chosen"
 SIGNAL_PAIR_REJECTED = "pair_rejected"
 SIGNAL_SYNTHETIC_IMPROVED = "synthetic_improved"  # a teacher's better answer to a thumbs-down prompt: desirable
-SIGNAL_SYNTHETIC_DEGRADED = "synthetic_degraded"  # a teacher's deliberately flawed answer to a thumbs-up prompt: undesirable
+SIGNAL_SYNTHETIC_DEGRADED = (
+    "synthetic_degraded"  # a teacher's deliberately flawed answer to a thumbs-up prompt: undesirable
+)
 
 SOURCE_PRODUCTION = "production"
 SOURCE_SYNTHETIC = "synthetic"
@@ -100,12 +102,44 @@ QUARANTINE_DTYPES: dict[str, str] = {
 RAW_PREVIEW_CHARS = 2000
 
 _TRUE_LABELS = {
-    "true", "t", "yes", "y", "1", "+1", "up", "thumbs_up", "thumbsup", "thumbs-up",
-    "thumbs up", "thumb_up", "like", "liked", "good", "positive", "desirable", "👍",
+    "true",
+    "t",
+    "yes",
+    "y",
+    "1",
+    "+1",
+    "up",
+    "thumbs_up",
+    "thumbsup",
+    "thumbs-up",
+    "thumbs up",
+    "thumb_up",
+    "like",
+    "liked",
+    "good",
+    "positive",
+    "desirable",
+    "👍",
 }
 _FALSE_LABELS = {
-    "false", "f", "no", "n", "0", "-1", "down", "thumbs_down", "thumbsdown", "thumbs-down",
-    "thumbs down", "thumb_down", "dislike", "disliked", "bad", "negative", "undesirable", "👎",
+    "false",
+    "f",
+    "no",
+    "n",
+    "0",
+    "-1",
+    "down",
+    "thumbs_down",
+    "thumbsdown",
+    "thumbs-down",
+    "thumbs down",
+    "thumb_down",
+    "dislike",
+    "disliked",
+    "bad",
+    "negative",
+    "undesirable",
+    "👎",
 }
 
 
@@ -211,7 +245,6 @@ def render_messages(messages: list[dict[str, str]]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-
 def optional_str(value: Any, name: str) -> str | None:
     if is_missing(value):
         return None
@@ -230,7 +263,12 @@ def metadata_json(value: Any) -> str | None:
         # RecursionError (reading or writing back), and either failed the whole week.
         try:
             parsed = json.loads(value)
-            return json.dumps(parsed if isinstance(parsed, dict) else {"value": parsed}, sort_keys=True, ensure_ascii=False, default=str)
+            return json.dumps(
+                parsed if isinstance(parsed, dict) else {"value": parsed},
+                sort_keys=True,
+                ensure_ascii=False,
+                default=str,
+            )
         except (ValueError, RecursionError):
             value = {"value": value}
     if not isinstance(value, dict):

@@ -102,7 +102,7 @@ def list_dumps(location: str, storage_options: dict | None = None) -> list[DumpF
     for path, info in found.items():
         if info.get("type") == "directory":
             continue
-        name = path[len(root_stripped):].lstrip("/") if path.startswith(root_stripped) else path
+        name = path[len(root_stripped) :].lstrip("/") if path.startswith(root_stripped) else path
         if any(part.startswith(".") for part in name.split("/")):
             continue  # hidden files and partial uploads (.part, .tmp folders)
         fmt = dump_format(path)
@@ -154,9 +154,19 @@ def _problem_record(n: int, value: Any, raw: str, problem: str | None) -> RawRec
     if problem == Reason.BAD_UTF8:
         return RawRecord(n, reason=Reason.BAD_UTF8, detail="invalid UTF-8 bytes", raw=safe_preview(raw))
     if problem == Reason.MALFORMED_JSON:
-        return RawRecord(n, reason=Reason.MALFORMED_JSON, detail=f"nested more than {MAX_JSON_DEPTH} levels deep", raw=safe_preview(raw))
+        return RawRecord(
+            n,
+            reason=Reason.MALFORMED_JSON,
+            detail=f"nested more than {MAX_JSON_DEPTH} levels deep",
+            raw=safe_preview(raw),
+        )
     if not isinstance(value, dict):
-        return RawRecord(n, reason=Reason.MALFORMED_JSON, detail=f"record is a JSON {type(value).__name__}, not an object", raw=safe_preview(raw))
+        return RawRecord(
+            n,
+            reason=Reason.MALFORMED_JSON,
+            detail=f"record is a JSON {type(value).__name__}, not an object",
+            raw=safe_preview(raw),
+        )
     return None
 
 
@@ -269,7 +279,9 @@ def _read_json(text: str, truncated: bool) -> Iterator[RawRecord]:
         yield _checked(1, whole)  # a single record
         return
     if stripped[0] != "[":
-        yield RawRecord(1, reason=Reason.MALFORMED_JSON, detail="JSON dump must be an array or an object", raw=safe_preview(text))
+        yield RawRecord(
+            1, reason=Reason.MALFORMED_JSON, detail="JSON dump must be an array or an object", raw=safe_preview(text)
+        )
         return
     yield from _read_json_array(text, len(text) - len(stripped) + 1, cut=truncated or not text.rstrip().endswith("]"))
 
@@ -294,7 +306,9 @@ def _read_json_array(text: str, pos: int, cut: bool) -> Iterator[RawRecord]:
         except _UNDECODABLE as exc:
             rest = text[pos:]
             reason = Reason.TRUNCATED_FILE if cut else Reason.MALFORMED_JSON
-            yield RawRecord(n, reason=reason, detail=f"{exc}; the rest of the array is unreadable", raw=safe_preview(rest))
+            yield RawRecord(
+                n, reason=reason, detail=f"{exc}; the rest of the array is unreadable", raw=safe_preview(rest)
+            )
             return
         yield _checked(n, value, text[pos:end])
         pos = end
@@ -332,10 +346,14 @@ def _read_csv(text: str, truncated: bool) -> Iterator[RawRecord]:
     for n, row in enumerate(body, start=1):
         raw = ",".join(row)
         if bad_header:
-            yield RawRecord(n, reason=Reason.BAD_UTF8, detail="the CSV header has invalid UTF-8 bytes", raw=safe_preview(raw))
+            yield RawRecord(
+                n, reason=Reason.BAD_UTF8, detail="the CSV header has invalid UTF-8 bytes", raw=safe_preview(raw)
+            )
         elif len(row) != len(header):
             reason = Reason.TRUNCATED_FILE if cut_tail and n == len(body) and not error else Reason.MALFORMED_CSV
-            yield RawRecord(n, reason=reason, detail=f"{len(row)} fields, header has {len(header)}", raw=safe_preview(raw))
+            yield RawRecord(
+                n, reason=reason, detail=f"{len(row)} fields, header has {len(header)}", raw=safe_preview(raw)
+            )
         elif any(_has_surrogates(cell) for cell in row):
             yield RawRecord(n, reason=Reason.BAD_UTF8, detail="invalid UTF-8 bytes", raw=safe_preview(raw))
         else:

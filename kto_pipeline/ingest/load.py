@@ -83,7 +83,9 @@ class IngestResult:
     def for_week(self, week: str) -> IngestResult:
         rows = self.rows[self.rows["week"] == week].reset_index(drop=True)
         quarantine = self.quarantine[self.quarantine["week"] == week].reset_index(drop=True)
-        return IngestResult(rows, quarantine, Counter({week: self.records_in[week]}), Counter({week: self.trivial_edits[week]}))
+        return IngestResult(
+            rows, quarantine, Counter({week: self.records_in[week]}), Counter({week: self.trivial_edits[week]})
+        )
 
     def summary(self) -> dict[str, Any]:
         """Counts a person checks first; records in = records kept + records quarantined."""
@@ -99,7 +101,9 @@ class IngestResult:
             "edits_expanded": int(signals.get(SIGNAL_EDIT, 0)),
             "trivial_edits_skipped": int(sum(self.trivial_edits.values())),
             "pairs_expanded": int(signals.get(SIGNAL_PAIR_CHOSEN, 0)),
-            "quarantined_by_reason": {str(k): int(v) for k, v in self.quarantine["reason"].value_counts().sort_index().items()},
+            "quarantined_by_reason": {
+                str(k): int(v) for k, v in self.quarantine["reason"].value_counts().sort_index().items()
+            },
         }
 
 
@@ -185,21 +189,32 @@ class _Collected:
     seen: dict[str, str] = field(default_factory=dict)  # record id → where it was first read
 
 
-def _parse(value: dict, options: IngestOptions, seen: dict[str, str], not_after: pd.Timestamp | None) -> tuple[pd.Timestamp, str, list[dict], bool]:
+def _parse(
+    value: dict, options: IngestOptions, seen: dict[str, str], not_after: pd.Timestamp | None
+) -> tuple[pd.Timestamp, str, list[dict], bool]:
     """(timestamp, record id, training rows without lineage, trivial edit?) or ContractError."""
     rec = adapt(value, options.format)
     if is_missing(rec.timestamp):
         raise ContractError(Reason.MISSING_TIMESTAMP, "timestamp is missing")
     ts = parse_timestamp(rec.timestamp)
     if options.calendar.week_of(ts) < options.calendar.first_week:
-        raise ContractError(Reason.BEFORE_START_DATE, f"timestamp {ts.isoformat()} is before the first week {options.calendar.first_week}")
+        raise ContractError(
+            Reason.BEFORE_START_DATE,
+            f"timestamp {ts.isoformat()} is before the first week {options.calendar.first_week}",
+        )
     if not_after is not None and ts > not_after:
         # Its week may never close (the year 3000), so it would never be seen: say so now.
-        raise ContractError(Reason.FUTURE_TIMESTAMP, f"timestamp {ts.isoformat()} is after its dump was written ({not_after - FUTURE_TOLERANCE:%Y-%m-%d %H:%M} UTC)")
+        raise ContractError(
+            Reason.FUTURE_TIMESTAMP,
+            f"timestamp {ts.isoformat()} is after its dump was written ({not_after - FUTURE_TOLERANCE:%Y-%m-%d %H:%M} UTC)",
+        )
     prompt, messages = _prompt(rec.prompt, options.max_text_chars)
     out, trivial_edit = _training_rows(rec, options)
     common = {
-        "timestamp": ts, "prompt": prompt, "prompt_messages": messages, "source": SOURCE_PRODUCTION,
+        "timestamp": ts,
+        "prompt": prompt,
+        "prompt_messages": messages,
+        "source": SOURCE_PRODUCTION,
         "conversation_id": optional_str(rec.conversation_id, "conversation_id"),
         "user_id": optional_str(rec.user_id, "user_id"),
         "model_version": optional_str(rec.model_version, "model_version"),
@@ -209,7 +224,10 @@ def _parse(value: dict, options: IngestOptions, seen: dict[str, str], not_after:
     common["record_id"] = record_id
     if record_id in seen:
         raise ContractError(Reason.DUPLICATE_RECORD, f"record {record_id} already read at {seen[record_id]}", record_id)
-    rows = [{**common, "row_id": content_hash(record_id, signal), "completion": text, "label": label, "signal": signal} for text, label, signal in out]
+    rows = [
+        {**common, "row_id": content_hash(record_id, signal), "completion": text, "label": label, "signal": signal}
+        for text, label, signal in out
+    ]
     return ts, record_id, rows, trivial_edit
 
 
@@ -228,11 +246,18 @@ def _ingest_dump(dump: DumpFile, options: IngestOptions, storage_options: dict |
             ts, record_id, rows, trivial_edit = _parse(raw.value, options, acc.seen, not_after)
         except ContractError as exc:
             ts = _raw_timestamp(raw.value)
-            entry.update(reason=exc.reason, detail=exc.detail, raw=_preview(raw.value), timestamp=ts, record_id=exc.record_id)
+            entry.update(
+                reason=exc.reason, detail=exc.detail, raw=_preview(raw.value), timestamp=ts, record_id=exc.record_id
+            )
             week = None if ts is None else cal.week_of(ts)
             # Not only FUTURE_TIMESTAMP: a record dated after its dump that fails an earlier rule
             # (its adapter, say) must not open a week that may never close either.
-            if week is None or week < cal.first_week or exc.reason == Reason.FUTURE_TIMESTAMP or (not_after is not None and ts > not_after):
+            if (
+                week is None
+                or week < cal.first_week
+                or exc.reason == Reason.FUTURE_TIMESTAMP
+                or (not_after is not None and ts > not_after)
+            ):
                 unplaced.append(entry)
             else:
                 weeks_seen.append(week)
@@ -276,7 +301,8 @@ def _fallback_week(dump: DumpFile, cal: WeekCalendar) -> str:
     return max(week, cal.first_week)
 
 
-def weeks_touched(dump: DumpFile, options: IngestOptions | None = None, storage_options: dict | None = None) -> set[str]:
+def weeks_touched(
+    dump: DumpFile, options: IngestOptions | None = None, storage_options: dict | None = None
+) -> set[str]:
     """The weeks whose rows or quarantine this dump contributes to."""
     return ingest([dump], options, storage_options).weeks()
-

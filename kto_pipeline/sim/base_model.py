@@ -40,12 +40,12 @@ from typing import Any
 
 import numpy as np
 
+from kto_pipeline.devtools.tiny_models import random_llama
 from kto_pipeline.sim.measure import evaluate_model
 from kto_pipeline.sim.runtime import torch_threads
 from kto_pipeline.sim.scenarios import Scenario, corrupted_answer, get_scenario
 from kto_pipeline.sim.serving import ServedModel
 from kto_pipeline.sim.task import ALL_PROMPTS, build_tokenizer
-from kto_pipeline.devtools.tiny_models import random_llama
 
 MARKER = "simulator_base.json"
 IGNORE_INDEX = -100
@@ -193,7 +193,8 @@ def _fit(model: Any, tokenizer: Any, scenario: Scenario, on_progress: ProgressCa
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=scenario.learning_rate, weight_decay=scenario.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: cosine_schedule(s, scenario.pretrain_steps, scenario.warmup_steps))
+        optimizer, lambda s: cosine_schedule(s, scenario.pretrain_steps, scenario.warmup_steps)
+    )
     rng = np.random.default_rng([scenario.seed, 1])  # the corpus stream, apart from the init seed
     loss_value = float("nan")
     recent: list[float] = []

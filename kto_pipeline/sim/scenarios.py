@@ -104,7 +104,9 @@ class Scenario:
 
     def fingerprint(self) -> dict[str, Any]:
         """What the cached base model stands for (JSON types only)."""
-        return json.loads(json.dumps({"scenario": dataclasses.asdict(self), "code_version": CODE_VERSION}, sort_keys=True))
+        return json.loads(
+            json.dumps({"scenario": dataclasses.asdict(self), "code_version": CODE_VERSION}, sort_keys=True)
+        )
 
     def fingerprint_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.fingerprint(), sort_keys=True).encode()).hexdigest()
@@ -113,7 +115,11 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     "carry_bug": Scenario(name="carry_bug", carry_right=0.25, carry_dominant=0.50, other_right=0.55),
     "scarce_positives": Scenario(
-        name="scarce_positives", carry_right=0.10, carry_dominant=0.60, other_right=0.10, other_dominant=0.60,
+        name="scarce_positives",
+        carry_right=0.10,
+        carry_dominant=0.60,
+        other_right=0.10,
+        other_dominant=0.60,
         dominant_error="phantom_carry",
     ),
 }
@@ -153,7 +159,9 @@ def corrupted_answer(prompt: str, scenario: Scenario, rng: np.random.Generator) 
     a, b = parse_question(prompt)
     total = a + b
     carry = a % 10 + b % 10 >= 10
-    right, dominant = (scenario.carry_right, scenario.carry_dominant) if carry else (scenario.other_right, scenario.other_dominant)
+    right, dominant = (
+        (scenario.carry_right, scenario.carry_dominant) if carry else (scenario.other_right, scenario.other_dominant)
+    )
     u = rng.random()
     if u < right:
         return str(total)

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class ServedModel:
     name: str = "model"
 
 
-ModelRef = Union[str, os.PathLike, ServedModel, Answerer]
+ModelRef = str | os.PathLike | ServedModel | Answerer
 
 _CACHE: OrderedDict[tuple, ServedModel] = OrderedDict()
 _CACHE_SIZE = 4
@@ -104,8 +104,8 @@ def _encode_left_padded(tokenizer: Any, prompts: Sequence[str]):
     input_ids = torch.full((len(ids), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for row, seq in enumerate(ids):
-        input_ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-        mask[row, width - len(seq):] = 1
+        input_ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
     return input_ids, mask
 
 
@@ -121,8 +121,9 @@ def _pick(logits, uniforms, temperature: float):
     return picked.clamp(max=logits.shape[-1] - 1)
 
 
-def _sample_batch(served: ServedModel, prompts: Sequence[str], uniforms: np.ndarray, temperature: float,
-                  max_new_tokens: int) -> list[list[int]]:
+def _sample_batch(
+    served: ServedModel, prompts: Sequence[str], uniforms: np.ndarray, temperature: float, max_new_tokens: int
+) -> list[list[int]]:
     import torch
 
     model, tokenizer = served.model, served.tokenizer
@@ -141,8 +142,13 @@ def _sample_batch(served: ServedModel, prompts: Sequence[str], uniforms: np.ndar
         if step + 1 == max_new_tokens:
             break
         mask = torch.cat([mask, torch.ones_like(tokens).unsqueeze(-1)], dim=-1)
-        out = model(input_ids=tokens.unsqueeze(-1), attention_mask=mask, position_ids=next_pos,
-                    past_key_values=cache, use_cache=True)
+        out = model(
+            input_ids=tokens.unsqueeze(-1),
+            attention_mask=mask,
+            position_ids=next_pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
         cache, logits = out.past_key_values, out.logits[:, -1, :].float()
         next_pos = next_pos + 1
     return torch.stack(generated, dim=-1).tolist()
@@ -186,7 +192,7 @@ def sample_answers(
     answers: list[str] = []
     with torch.inference_mode(), torch_threads(threads):
         for start in range(0, len(prompts), batch_size):
-            chunk = prompts[start:start + batch_size]
-            rows = _sample_batch(served, chunk, uniforms[start:start + len(chunk)], temperature, max_new_tokens)
+            chunk = prompts[start : start + batch_size]
+            rows = _sample_batch(served, chunk, uniforms[start : start + len(chunk)], temperature, max_new_tokens)
             answers.extend(_decode(r, texts) for r in rows)
     return answers

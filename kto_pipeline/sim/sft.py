@@ -90,7 +90,9 @@ def _batches(n: int, batch: int, steps: int, rng: np.random.Generator) -> list[n
 def _fingerprint(model_ref: str, examples: Sequence[tuple[str, str]], settings: dict[str, Any]) -> str:
     manifest = read_manifest(model_ref)
     identity = manifest.fingerprint if manifest is not None else None
-    payload = json.dumps({"arm": ARM, "init": [model_ref, identity], "examples": examples, "settings": settings}, sort_keys=True)
+    payload = json.dumps(
+        {"arm": ARM, "init": [model_ref, identity], "examples": examples, "settings": settings}, sort_keys=True
+    )
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -100,7 +100,10 @@ class SimulationConfig:
 
 def simulated_weeks(config: SimulationConfig, calendar: WeekCalendar) -> list[str]:
     """The last `weeks` closed weeks (a week is a Dagster partition only once it has closed)."""
-    last = config.end_week or (pd.Timestamp(calendar.week_of(pd.Timestamp.now(tz="UTC"))) - pd.Timedelta(weeks=1)).date().isoformat()
+    last = (
+        config.end_week
+        or (pd.Timestamp(calendar.week_of(pd.Timestamp.now(tz="UTC"))) - pd.Timedelta(weeks=1)).date().isoformat()
+    )
     first = pd.Timestamp(last) - pd.Timedelta(weeks=config.weeks - 1)
     weeks = [(first + pd.Timedelta(weeks=k)).date().isoformat() for k in range(config.weeks)]
     if weeks[0] < calendar.first_week:
@@ -138,18 +141,32 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
     if config.weeks > split.max_weeks(config.prompts_per_week):
         raise ValueError(f"{config.weeks} weeks of {config.prompts_per_week} fresh prompts exceed the task's pool")
 
-    say(f"scenario {scenario.name}: {config.weeks} weeks {weeks[0]} … {weeks[-1]}, {config.prompts_per_week} prompts a week, arms {', '.join(config.arms)}")
+    say(
+        f"scenario {scenario.name}: {config.weeks} weeks {weeks[0]} … {weeks[-1]}, {config.prompts_per_week} prompts a week, arms {', '.join(config.arms)}"
+    )
     t0 = time.monotonic()
-    base = bundled_base(scenario) or build_base_model(scenario, home / "simulator" / "base_models", on_progress=_progress(say))
+    base = bundled_base(scenario) or build_base_model(
+        scenario, home / "simulator" / "base_models", on_progress=_progress(say)
+    )
     base_report = evaluate_model(base, config.eval_samples)
-    say(f"base model {base} ({time.monotonic() - t0:.0f}s): held-out accuracy {base_report.accuracy:.3f} (greedy {base_report.greedy_accuracy:.3f}, carry greedy {base_report.carry_greedy_accuracy:.3f})")
+    say(
+        f"base model {base} ({time.monotonic() - t0:.0f}s): held-out accuracy {base_report.accuracy:.3f} (greedy {base_report.greedy_accuracy:.3f}, carry greedy {base_report.carry_greedy_accuracy:.3f})"
+    )
 
     recipe = tiny_kto_recipe({"seed": config.seed, **config.recipe})  # the simulation seed seeds KTO too
     env = {
-        **os.environ, **OFFLINE_ENV, DAGSTER_HOME: str(home),
+        **os.environ,
+        **OFFLINE_ENV,
+        DAGSTER_HOME: str(home),
         **settings_env(
-            dumps=dumps, storage=root / "warehouse", models=models, base_model=base, trainer_device="cpu",
-            trainer_recipe=recipe, scorer_backend="none", teacher_kind="none",
+            dumps=dumps,
+            storage=root / "warehouse",
+            models=models,
+            base_model=base,
+            trainer_device="cpu",
+            trainer_recipe=recipe,
+            scorer_backend="none",
+            teacher_kind="none",
             # A 0.5M-parameter model trains several times faster on one thread than on two busy ones.
             trainer_threads=1,
         ),
@@ -164,21 +181,42 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
         champion = registry.champion()
         kto_champion = champion.checkpoint if champion else str(base)
         prompts = split.week_prompts(i, config.prompts_per_week)
-        traffic = simulate_week(kto_champion, prompts, week, user=config.user, seed=config.seed, model_version=champion.week if champion else "base")
+        traffic = simulate_week(
+            kto_champion,
+            prompts,
+            week,
+            user=config.user,
+            seed=config.seed,
+            model_version=champion.week if champion else "base",
+        )
         write_week_dump(traffic.records, dumps, week)
         stats = traffic.stats()
-        say(f"[week {i + 1}/{len(weeks)} {week}] KTO champion {champion.week if champion else 'base'} served {stats['records']} answers: {stats['true_accuracy']:.3f} right, thumbs up {stats['thumbs_up_rate']:.3f}; running the pipeline …")
+        say(
+            f"[week {i + 1}/{len(weeks)} {week}] KTO champion {champion.week if champion else 'base'} served {stats['records']} answers: {stats['true_accuracy']:.3f} right, thumbs up {stats['thumbs_up_rate']:.3f}; running the pipeline …"
+        )
         log = logs / f"retrain_job-{week}.log"
-        code = execute_week(project, env, "retrain_job", week, log, trigger="simulation", run_config={"ops": {
-            "deduplicated_feedback": {"config": {"semdedup_eps": config.semdedup_eps}},
-            "scored_feedback": {"config": {"threshold": config.diversity_threshold}},
-            "balanced_feedback": {"config": {"eval_fraction": config.eval_fraction}},
-            "eval_report": {"config": {"tolerance": config.gate_tolerance}},
-            "kto_checkpoint": {"config": {"window_weeks": config.window_weeks}},
-        }})
+        code = execute_week(
+            project,
+            env,
+            "retrain_job",
+            week,
+            log,
+            trigger="simulation",
+            run_config={
+                "ops": {
+                    "deduplicated_feedback": {"config": {"semdedup_eps": config.semdedup_eps}},
+                    "scored_feedback": {"config": {"threshold": config.diversity_threshold}},
+                    "balanced_feedback": {"config": {"eval_fraction": config.eval_fraction}},
+                    "eval_report": {"config": {"tolerance": config.gate_tolerance}},
+                    "kto_checkpoint": {"config": {"window_weeks": config.window_weeks}},
+                }
+            },
+        )
         numbers = _eval_numbers(registry, week)
         if code != 0 and numbers.get("promoted") is not False:
-            raise RuntimeError(f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}"
+            )
         checkpoint = registry.checkpoint(week)
         manifest = read_manifest(checkpoint)
         train_rows = manifest.rows.get("train") if manifest is not None else None
@@ -187,44 +225,81 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
         reports[str(checkpoint)] = candidate
         new_champion = registry.champion()
         champion_report = reports[new_champion.checkpoint] if new_champion else base_report
-        rows.append({
-            "week": week, "arm": "kto", "served_by": champion.week if champion else "base",
-            "traffic_accuracy": stats["true_accuracy"], "thumbs_up_rate": stats["thumbs_up_rate"],
-            "train_rows": train_rows, "steps": steps_trained,
-            "candidate_accuracy": candidate.accuracy, "candidate_carry_greedy": candidate.carry_greedy_accuracy,
-            "reward_accuracy": numbers.get("reward_accuracy"), "margin": numbers.get("margin"),
-            "collapsed": collapse_of(manifest) is not None, "promoted": numbers.get("promoted"),
-            "champion_accuracy": champion_report.accuracy,
-        })
-        say(f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
-            f"reward accuracy {_f(numbers.get('reward_accuracy'))}, {'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}")
+        rows.append(
+            {
+                "week": week,
+                "arm": "kto",
+                "served_by": champion.week if champion else "base",
+                "traffic_accuracy": stats["true_accuracy"],
+                "thumbs_up_rate": stats["thumbs_up_rate"],
+                "train_rows": train_rows,
+                "steps": steps_trained,
+                "candidate_accuracy": candidate.accuracy,
+                "candidate_carry_greedy": candidate.carry_greedy_accuracy,
+                "reward_accuracy": numbers.get("reward_accuracy"),
+                "margin": numbers.get("margin"),
+                "collapsed": collapse_of(manifest) is not None,
+                "promoted": numbers.get("promoted"),
+                "champion_accuracy": champion_report.accuracy,
+            }
+        )
+        say(
+            f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
+            f"reward accuracy {_f(numbers.get('reward_accuracy'))}, {'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}"
+        )
 
         if "sft" in config.arms:
-            sft_traffic = simulate_week(sft_champion, prompts, week, user=config.user, seed=config.seed, model_version="sft")
+            sft_traffic = simulate_week(
+                sft_champion, prompts, week, user=config.user, seed=config.seed, model_version="sft"
+            )
             sft_stats = sft_traffic.stats()
             sft_weeks.append(sft_traffic.records)
-            sft_rows = [r for records in sft_weeks[-config.window_weeks:] for r in records]
+            sft_rows = [r for records in sft_weeks[-config.window_weeks :] for r in records]
             steps = int(steps_trained or 1)
             out = root / "sft" / week
-            train_sft_on_positives(sft_champion, sft_rows, steps=steps, output_dir=out, lr=float(recipe["learning_rate"]),
-                                   batch=int(recipe["per_device_train_batch_size"]), seed=config.seed, weeks=weeks[max(0, i + 1 - config.window_weeks) : i + 1])
+            train_sft_on_positives(
+                sft_champion,
+                sft_rows,
+                steps=steps,
+                output_dir=out,
+                lr=float(recipe["learning_rate"]),
+                batch=int(recipe["per_device_train_batch_size"]),
+                seed=config.seed,
+                weeks=weeks[max(0, i + 1 - config.window_weeks) : i + 1],
+            )
             sft_report = evaluate_model(out, config.eval_samples)
             sft_champion = str(out)
-            rows.append({
-                "week": week, "arm": "sft", "served_by": "sft" if i else "base",
-                "traffic_accuracy": sft_stats["true_accuracy"], "thumbs_up_rate": sft_stats["thumbs_up_rate"],
-                "train_rows": len([r for r in sft_rows if r["label"] or r.get("edited_completion")]), "steps": steps,
-                "candidate_accuracy": sft_report.accuracy, "candidate_carry_greedy": sft_report.carry_greedy_accuracy,
-                "reward_accuracy": None, "margin": None, "collapsed": False, "promoted": True,
-                "champion_accuracy": sft_report.accuracy,
-            })
+            rows.append(
+                {
+                    "week": week,
+                    "arm": "sft",
+                    "served_by": "sft" if i else "base",
+                    "traffic_accuracy": sft_stats["true_accuracy"],
+                    "thumbs_up_rate": sft_stats["thumbs_up_rate"],
+                    "train_rows": len([r for r in sft_rows if r["label"] or r.get("edited_completion")]),
+                    "steps": steps,
+                    "candidate_accuracy": sft_report.accuracy,
+                    "candidate_carry_greedy": sft_report.carry_greedy_accuracy,
+                    "reward_accuracy": None,
+                    "margin": None,
+                    "collapsed": False,
+                    "promoted": True,
+                    "champion_accuracy": sft_report.accuracy,
+                }
+            )
             say(f"    SFT on thumbs-up: {steps} steps; held-out {sft_report.accuracy:.3f}")
         say(f"    week done in {time.monotonic() - t_week:.0f}s")
 
     results = {
-        "config": {**asdict(config), "user": asdict(config.user)}, "scenario": asdict(scenario) if hasattr(scenario, "__dataclass_fields__") else scenario.name,
-        "weeks": weeks, "base": {"path": str(base), **base_report.to_dict()}, "rows": rows, "recipe": recipe,
-        "seconds": round(time.monotonic() - started, 1), "reports": str(models / "reports"), "dagster_home": str(home),
+        "config": {**asdict(config), "user": asdict(config.user)},
+        "scenario": asdict(scenario) if hasattr(scenario, "__dataclass_fields__") else scenario.name,
+        "weeks": weeks,
+        "base": {"path": str(base), **base_report.to_dict()},
+        "rows": rows,
+        "recipe": recipe,
+        "seconds": round(time.monotonic() - started, 1),
+        "reports": str(models / "reports"),
+        "dagster_home": str(home),
     }
     (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return results
@@ -250,5 +325,16 @@ def results_table(results: dict[str, Any]) -> str:
     frame = pd.DataFrame(results["rows"])
     base = results["base"]["accuracy"]
     head = f"base model held-out accuracy {base:.3f} ({results['base']['n_samples']} samples at T=1)\n"
-    cols = ["week", "arm", "traffic_accuracy", "thumbs_up_rate", "steps", "candidate_accuracy", "reward_accuracy", "margin", "promoted", "champion_accuracy"]
+    cols = [
+        "week",
+        "arm",
+        "traffic_accuracy",
+        "thumbs_up_rate",
+        "steps",
+        "candidate_accuracy",
+        "reward_accuracy",
+        "margin",
+        "promoted",
+        "champion_accuracy",
+    ]
     return head + frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")

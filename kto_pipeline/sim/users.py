@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.sim.serving import ModelRef, sample_answers
 from kto_pipeline.sim.task import is_right, question_of, right_answer
-from kto_pipeline.core.weeks import WeekCalendar
 
 DUMP_PREFIX = "feedback-"
 APP_METADATA = {"app": "adder-simulator"}
@@ -135,7 +135,9 @@ def _week_seeds(seed: int, week: str) -> tuple[int, int]:
 
 def _pii_prompt(question: str, rng: np.random.Generator) -> str:
     first, last = str(rng.choice(_FIRST)), str(rng.choice(_LAST))
-    email = f"{first.lower()}.{last.lower()}{'' if rng.random() < 0.5 else int(rng.integers(1, 99))}@{rng.choice(_DOMAINS)}"
+    email = (
+        f"{first.lower()}.{last.lower()}{'' if rng.random() < 0.5 else int(rng.integers(1, 99))}@{rng.choice(_DOMAINS)}"
+    )
     n = int(rng.integers(0, 10000))
     phone = (f"+1 415 555 {n:04d}", f"(415) 555-{n:04d}", f"+44 20 7946 {n % 1000:04d}")[int(rng.integers(3))]
     template = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
@@ -165,8 +167,9 @@ class _Plan:
     pii: list[bool]
 
 
-def _plan_week(prompts: Sequence[str], week: str, user: OracleUser, rng: np.random.Generator,
-               calendar: WeekCalendar) -> _Plan:
+def _plan_week(
+    prompts: Sequence[str], week: str, user: OracleUser, rng: np.random.Generator, calendar: WeekCalendar
+) -> _Plan:
     start, end = calendar.window(week)
     span = (end - start).total_seconds()
     n = len(prompts)
@@ -233,8 +236,19 @@ def simulate_week(
             record["edited_completion"] = right_answer(prompt)
         records.append(record)
         repeat_of = plan.repeat_of[k]
-        asks.append(Ask(ids[k], questions[k], answer, correct, label, flipped, edited, plan.pii[k],
-                        None if repeat_of is None else ids[repeat_of]))
+        asks.append(
+            Ask(
+                ids[k],
+                questions[k],
+                answer,
+                correct,
+                label,
+                flipped,
+                edited,
+                plan.pii[k],
+                None if repeat_of is None else ids[repeat_of],
+            )
+        )
     order = sorted(range(len(records)), key=lambda k: (records[k]["timestamp"], k))
     return WeekTraffic(week, model_version, [records[k] for k in order], [asks[k] for k in order])
 

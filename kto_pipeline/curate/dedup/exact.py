@@ -16,9 +16,7 @@ def contradictions(hashes: np.ndarray, labels: np.ndarray, record_ids: np.ndarra
     n = len(hashes)
     reason = np.full(n, None, dtype=object)
     frame = pd.DataFrame({"h": hashes, "label": labels, "rec": record_ids})
-    stats = frame.groupby("h", sort=False).agg(
-        n=("label", "size"), n_true=("label", "sum"), n_rec=("rec", "nunique")
-    )
+    stats = frame.groupby("h", sort=False).agg(n=("label", "size"), n_true=("label", "sum"), n_rec=("rec", "nunique"))
     mixed = stats[(stats["n_true"] > 0) & (stats["n_true"] < stats["n"]) & (stats["n_rec"] > 1)]
     groups = frame.groupby("h", sort=False).indices if not mixed.empty else {}
     for h, row in mixed.iterrows():

@@ -246,9 +246,7 @@ class DedupHistory:
             sp = _decode(frame["minhash_prompt"], np.dtype("<u4"), num_perm, "minhash_prompt")
             sc = _decode(frame["minhash_completion"], np.dtype("<u4"), num_perm, "minhash_completion")
         else:
-            raise SketchMismatchError(
-                "history frame has no per-part signatures (minhash_prompt, minhash_completion)"
-            )
+            raise SketchMismatchError("history frame has no per-part signatures (minhash_prompt, minhash_completion)")
         if "minhash" in frame.columns:
             whole = _decode(frame["minhash"], np.dtype("<u4"), num_perm, "minhash")
             if not np.array_equal(whole, np.minimum(sp, sc)):

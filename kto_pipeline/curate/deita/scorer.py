@@ -67,9 +67,7 @@ class DeitaScorer:
         )
         complexity, quality = cx_unique[inv_p], q_unique[inv_pc]
 
-        frame = pd.DataFrame(
-            {"complexity": complexity, "quality": quality, "evol_score": complexity * quality}
-        )
+        frame = pd.DataFrame({"complexity": complexity, "quality": quality, "evol_score": complexity * quality})
         if "row_id" in rows.columns:
             frame.insert(0, "row_id", pd.Series(rows["row_id"].to_numpy(), dtype="str"))
 

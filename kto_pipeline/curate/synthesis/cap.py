@@ -43,7 +43,14 @@ def apply_cap(generated: pd.DataFrame, plan: SynthesisPlan, real_rows: pd.DataFr
     order = generated["row_id"].map(lambda rid: by_id[rid].rank)
     ranked = generated.assign(_rank=order.to_numpy()).sort_values("_rank", kind="stable").drop(columns="_rank")
     kept, over = ranked.iloc[:n_target], ranked.iloc[n_target:]
-    dropped = [{"row_id": rid, "source_row_id": by_id[rid].source_row_id,
-                "generation_index": by_id[rid].generation_index, "reason": SynthesisReason.OVER_CAP,
-                "detail": f"target {n_target} rows"} for rid in over["row_id"]]
+    dropped = [
+        {
+            "row_id": rid,
+            "source_row_id": by_id[rid].source_row_id,
+            "generation_index": by_id[rid].generation_index,
+            "reason": SynthesisReason.OVER_CAP,
+            "detail": f"target {n_target} rows",
+        }
+        for rid in over["row_id"]
+    ]
     return CapResult(kept.reset_index(drop=True), frame_from_records(dropped, DROPPED_DTYPES), n_target)

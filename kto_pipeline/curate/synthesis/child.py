@@ -127,29 +127,38 @@ def run_chat_generation(
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="distilabel-", dir=cache_dir)).resolve()
-    payload = json.dumps({
-        "records": [{"request_id": str(r["request_id"]), "messages": list(r["messages"])} for r in records],
-        "teacher": asdict(teacher),
-        "run_dir": str(run_dir),
-        "module_file": str(Path(__file__).resolve()),
-    })
+    payload = json.dumps(
+        {
+            "records": [{"request_id": str(r["request_id"]), "messages": list(r["messages"])} for r in records],
+            "teacher": asdict(teacher),
+            "run_dir": str(run_dir),
+            "module_file": str(Path(__file__).resolve()),
+        }
+    )
     env = dict(os.environ)
-    env.update({
-        "DISTILABEL_LOG_LEVEL": level,  # read by distilabel's setup_logging in the child and its workers
-        "DISTILABEL_CACHE_DIR": str(run_dir),  # also covers a Pipeline rebuilt from YAML without cache_dir
-        "COLUMNS": "200",  # Rich wraps log lines at 80 columns when not writing to a terminal
-    })
+    env.update(
+        {
+            "DISTILABEL_LOG_LEVEL": level,  # read by distilabel's setup_logging in the child and its workers
+            "DISTILABEL_CACHE_DIR": str(run_dir),  # also covers a Pipeline rebuilt from YAML without cache_dir
+            "COLUMNS": "200",  # Rich wraps log lines at 80 columns when not writing to a terminal
+        }
+    )
     tail: deque = deque(maxlen=60)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD_ENTRY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace", env=env, cwd=run_dir,
+            [sys.executable, "-c", _CHILD_ENTRY],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+            cwd=run_dir,
             start_new_session=True,  # its own process group: one killpg ends it and its workers
         )
         try:
-            reader = threading.Thread(
-                target=_pump, args=(proc.stdout, logging.getLevelName(level), tail), daemon=True
-            )
+            reader = threading.Thread(target=_pump, args=(proc.stdout, logging.getLevelName(level), tail), daemon=True)
             reader.start()
             try:
                 proc.stdin.write(payload)

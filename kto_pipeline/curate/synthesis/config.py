@@ -40,13 +40,17 @@ class SynthesisConfig:
     )
     improve_template: str = field(
         default=DEFAULT_IMPROVE_TEMPLATE,
-        metadata={"help": "Teacher instruction when desirable rows are short: answer better than the rejected "
-                          "answer (`response`)."},
+        metadata={
+            "help": "Teacher instruction when desirable rows are short: answer better than the rejected "
+            "answer (`response`)."
+        },
     )
     degrade_template: str = field(
         default=DEFAULT_DEGRADE_TEMPLATE,
-        metadata={"help": "Teacher instruction when undesirable rows are short: a plausible answer with one "
-                          "subtle flaw, modelled on the accepted answer (`response`)."},
+        metadata={
+            "help": "Teacher instruction when undesirable rows are short: a plausible answer with one "
+            "subtle flaw, modelled on the accepted answer (`response`)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -69,8 +73,10 @@ class TeacherConfig:
 
     kind: Literal["transformers", "openai"] = field(
         default="transformers",
-        metadata={"help": "transformers: a local causal LM run by distilabel's TransformersLLM; openai: an "
-                          "OpenAI-compatible chat endpoint (vLLM, llama.cpp server, OpenAI) through OpenAILLM."},
+        metadata={
+            "help": "transformers: a local causal LM run by distilabel's TransformersLLM; openai: an "
+            "OpenAI-compatible chat endpoint (vLLM, llama.cpp server, OpenAI) through OpenAILLM."
+        },
     )
     model: str = field(
         default="",
@@ -83,9 +89,11 @@ class TeacherConfig:
     api_key: str | None = field(
         default=None,
         repr=False,
-        metadata={"help": "openai: the key, never shown in repr or logs. None: a placeholder is sent (local "
-                          "servers ignore it) rather than distilabel's fallback to the OPENAI_API_KEY "
-                          "environment variable."},
+        metadata={
+            "help": "openai: the key, never shown in repr or logs. None: a placeholder is sent (local "
+            "servers ignore it) rather than distilabel's fallback to the OPENAI_API_KEY "
+            "environment variable."
+        },
     )
     device: str | None = field(default="cpu", metadata={"help": "transformers: cuda, cpu, ..."})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest generated answer, in tokens."})
@@ -94,8 +102,10 @@ class TeacherConfig:
     )
     seed: int = field(
         default=0,
-        metadata={"help": "Sampling seed. transformers: `set_seed` in the worker after loading; openai: the "
-                          "`seed` request field, which vLLM honours and OpenAI treats as best effort."},
+        metadata={
+            "help": "Sampling seed. transformers: `set_seed` in the worker after loading; openai: the "
+            "`seed` request field, which vLLM honours and OpenAI treats as best effort."
+        },
     )
     batch_size: int = field(default=8, metadata={"help": "Requests per batch."})
     timeout_s: int = field(default=120, metadata={"help": "openai only: timeout of one request, in seconds."})
@@ -104,8 +114,9 @@ class TeacherConfig:
     # generated 10x faster with 1 thread than with 2 on our loaded 2-core machine.
     num_threads: int | None = field(
         default=None,
-        metadata={"help": "transformers only: torch threads in the generation worker; None: torch's default, "
-                          "one per core."},
+        metadata={
+            "help": "transformers only: torch threads in the generation worker; None: torch's default, one per core."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -123,9 +134,14 @@ class TeacherConfig:
     def describe(self) -> dict[str, Any]:
         """What may be logged or stored as metadata: everything but the key."""
         return {
-            "kind": self.kind, "model": self.model, "base_url": self.base_url,
-            "device": self.device, "max_new_tokens": self.max_new_tokens,
-            "temperature": self.temperature, "seed": self.seed, "batch_size": self.batch_size,
+            "kind": self.kind,
+            "model": self.model,
+            "base_url": self.base_url,
+            "device": self.device,
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
             "num_threads": self.num_threads,
         }
 

@@ -57,35 +57,46 @@ def build_synthetic_rows(
         elif not text.strip():
             reason, detail = SynthesisReason.EMPTY_GENERATION, f"{len(text)} whitespace characters"
         if reason is not None:
-            dropped.append({"row_id": req.row_id, "source_row_id": req.source_row_id,
-                            "generation_index": req.generation_index, "reason": reason, "detail": detail})
+            dropped.append(
+                {
+                    "row_id": req.row_id,
+                    "source_row_id": req.source_row_id,
+                    "generation_index": req.generation_index,
+                    "reason": reason,
+                    "detail": detail,
+                }
+            )
             continue
-        rows.append({
-            "row_id": req.row_id,
-            "record_id": req.row_id,
-            "week": req.week,
-            "timestamp": req.timestamp,
-            "prompt": req.prompt,
-            "prompt_messages": req.prompt_messages,
-            "completion": text.strip(),
-            "label": plan.signal == SIGNAL_SYNTHETIC_IMPROVED,
-            "signal": plan.signal,
-            "source": SOURCE_SYNTHETIC,
-            # Kept from the source row so conversation-grouped splits and per-user weighting
-            # treat a synthetic row like the row it came from.
-            "conversation_id": req.conversation_id,
-            "user_id": req.user_id,
-            "model_version": teacher_model,  # the model that wrote the completion
-            "metadata": metadata_json({
-                "teacher_model": teacher_model,
-                "source_row_id": req.source_row_id,
-                "source_record_id": req.source_record_id,
-                "source_model_version": req.source_model_version,
-                "generation_index": req.generation_index,
-            }),
-            "dump": None,
-            "line": SYNTHETIC_LINE,
-        })
+        rows.append(
+            {
+                "row_id": req.row_id,
+                "record_id": req.row_id,
+                "week": req.week,
+                "timestamp": req.timestamp,
+                "prompt": req.prompt,
+                "prompt_messages": req.prompt_messages,
+                "completion": text.strip(),
+                "label": plan.signal == SIGNAL_SYNTHETIC_IMPROVED,
+                "signal": plan.signal,
+                "source": SOURCE_SYNTHETIC,
+                # Kept from the source row so conversation-grouped splits and per-user weighting
+                # treat a synthetic row like the row it came from.
+                "conversation_id": req.conversation_id,
+                "user_id": req.user_id,
+                "model_version": teacher_model,  # the model that wrote the completion
+                "metadata": metadata_json(
+                    {
+                        "teacher_model": teacher_model,
+                        "source_row_id": req.source_row_id,
+                        "source_record_id": req.source_record_id,
+                        "source_model_version": req.source_model_version,
+                        "generation_index": req.generation_index,
+                    }
+                ),
+                "dump": None,
+                "line": SYNTHETIC_LINE,
+            }
+        )
     return frame_from_records(rows, ROW_DTYPES), frame_from_records(dropped, DROPPED_DTYPES)
 
 
@@ -104,8 +115,7 @@ def generate_synthetic(
     `run_chat_generation` for how the run is isolated and what `log_level` controls.
     """
     records = [
-        {"request_id": r.row_id, "messages": teacher_messages(r, plan.signal or "", plan.config)}
-        for r in plan.requests
+        {"request_id": r.row_id, "messages": teacher_messages(r, plan.signal or "", plan.config)} for r in plan.requests
     ]
     run = ChatGenerationRun({}, {"wall_s": 0.0})
     if records:

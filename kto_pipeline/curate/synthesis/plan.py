@@ -106,11 +106,18 @@ class SynthesisPlan:
         """JSON-able numbers for run metadata."""
         c = self.counts
         return {
-            "short_label": c.short_label, "signal": self.signal, "n_real": c.n_real,
-            "n_desirable": c.n_desirable, "n_undesirable": c.n_undesirable,
-            "n_needed": c.n_needed, "n_cap": c.n_cap, "n_target": c.n_target,
-            "n_requests": len(self.requests), "n_eligible_prompts": self.n_eligible_prompts,
-            "shortfall": self.shortfall, "skipped": dict(self.skipped),
+            "short_label": c.short_label,
+            "signal": self.signal,
+            "n_real": c.n_real,
+            "n_desirable": c.n_desirable,
+            "n_undesirable": c.n_undesirable,
+            "n_needed": c.n_needed,
+            "n_cap": c.n_cap,
+            "n_target": c.n_target,
+            "n_requests": len(self.requests),
+            "n_eligible_prompts": self.n_eligible_prompts,
+            "shortfall": self.shortfall,
+            "skipped": dict(self.skipped),
             "ignored_synthetic": self.ignored_synthetic,
         }
 
@@ -187,21 +194,23 @@ def plan_synthesis(rows: pd.DataFrame, config: SynthesisConfig | None = None) ->
     for i in range(n_requests):
         g, k = divmod(i, len(ranked))
         src = first_by_prompt[ranked[k]]
-        requests.append(GenerationRequest(
-            row_id=content_hash(str(src.row_id), signal, g),
-            rank=i,
-            generation_index=g,
-            source_row_id=str(src.row_id),
-            source_record_id=str(src.record_id),
-            source_completion=str(src.completion),
-            prompt=str(src.prompt),
-            prompt_messages=_opt(src.prompt_messages),
-            week=str(src.week),
-            timestamp=src.timestamp,
-            conversation_id=_opt(src.conversation_id),
-            user_id=_opt(src.user_id),
-            source_model_version=_opt(src.model_version),
-        ))
+        requests.append(
+            GenerationRequest(
+                row_id=content_hash(str(src.row_id), signal, g),
+                rank=i,
+                generation_index=g,
+                source_row_id=str(src.row_id),
+                source_record_id=str(src.record_id),
+                source_completion=str(src.completion),
+                prompt=str(src.prompt),
+                prompt_messages=_opt(src.prompt_messages),
+                week=str(src.week),
+                timestamp=src.timestamp,
+                conversation_id=_opt(src.conversation_id),
+                user_id=_opt(src.user_id),
+                source_model_version=_opt(src.model_version),
+            )
+        )
     return SynthesisPlan(config, counts, signal, len(ranked), dict(sorted(skipped.items())), ignored, tuple(requests))
 
 
@@ -217,7 +226,13 @@ def teacher_messages(
     template = config.improve_template if signal == SIGNAL_SYNTHETIC_IMPROVED else config.degrade_template
     system_prompt, conversation = _conversation(request.prompt, request.prompt_messages)
     # StrictUndefined: a typo in a configured template fails loudly instead of rendering "".
-    instruction = Environment(undefined=StrictUndefined, keep_trailing_newline=True).from_string(template).render(
-        response=request.source_completion, prompt=request.prompt, system_prompt=system_prompt,
+    instruction = (
+        Environment(undefined=StrictUndefined, keep_trailing_newline=True)
+        .from_string(template)
+        .render(
+            response=request.source_completion,
+            prompt=request.prompt,
+            system_prompt=system_prompt,
+        )
     )
     return [{"role": "system", "content": instruction}, *conversation]

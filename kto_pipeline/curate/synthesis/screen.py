@@ -41,30 +41,36 @@ def empty_dropped() -> pd.DataFrame:
 
 
 def _dropped(rows: pd.DataFrame, reason: str | pd.Series, detail: str | pd.Series) -> pd.DataFrame:
-    out = pd.DataFrame({
-        "row_id": rows["row_id"].astype("str").to_numpy(),
-        "reason": reason if isinstance(reason, str) else reason.to_numpy(),
-        "detail": detail if isinstance(detail, str) else detail.to_numpy(),
-        "label": rows["label"].astype(bool).to_numpy(),
-        "prompt": rows["prompt"].astype("str").to_numpy(),
-        "completion": rows["completion"].astype("str").to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "row_id": rows["row_id"].astype("str").to_numpy(),
+            "reason": reason if isinstance(reason, str) else reason.to_numpy(),
+            "detail": detail if isinstance(detail, str) else detail.to_numpy(),
+            "label": rows["label"].astype(bool).to_numpy(),
+            "prompt": rows["prompt"].astype("str").to_numpy(),
+            "completion": rows["completion"].astype("str").to_numpy(),
+        }
+    )
     return out.astype({"row_id": "str", "reason": "str", "detail": "str", "prompt": "str", "completion": "str"})
 
 
-def with_generation_drops(screened: pd.DataFrame, generation_dropped: pd.DataFrame, short_label: bool | None) -> pd.DataFrame:
+def with_generation_drops(
+    screened: pd.DataFrame, generation_dropped: pd.DataFrame, short_label: bool | None
+) -> pd.DataFrame:
     """One frame of every generated row that did not make it: the generation's own drops
     (empty or failed generations: no text) and the screening's."""
     if generation_dropped.empty:
         return screened
-    gen = pd.DataFrame({
-        "row_id": generation_dropped["row_id"].astype("str").to_numpy(),
-        "reason": generation_dropped["reason"].astype("str").to_numpy(),
-        "detail": generation_dropped["detail"].astype("str").to_numpy(),
-        "label": bool(short_label),
-        "prompt": pd.Series([None] * len(generation_dropped), dtype="str"),
-        "completion": pd.Series([None] * len(generation_dropped), dtype="str"),
-    })
+    gen = pd.DataFrame(
+        {
+            "row_id": generation_dropped["row_id"].astype("str").to_numpy(),
+            "reason": generation_dropped["reason"].astype("str").to_numpy(),
+            "detail": generation_dropped["detail"].astype("str").to_numpy(),
+            "label": bool(short_label),
+            "prompt": pd.Series([None] * len(generation_dropped), dtype="str"),
+            "completion": pd.Series([None] * len(generation_dropped), dtype="str"),
+        }
+    )
     return pd.concat([gen, screened], ignore_index=True) if len(screened) else gen
 
 
@@ -98,10 +104,13 @@ def screen_generated(
 
     answer_of = dict(zip(source_rows["row_id"].astype(str), source_rows["completion"].astype(str)))
     source_of = {r.row_id: r.source_row_id for r in plan.requests}
-    copied = np.array([
-        normalise_text(c) == normalise_text(answer_of.get(source_of.get(rid, ""), "\x00"))
-        for rid, c in zip(rows["row_id"].astype(str), rows["completion"].astype(str))
-    ], dtype=bool)
+    copied = np.array(
+        [
+            normalise_text(c) == normalise_text(answer_of.get(source_of.get(rid, ""), "\x00"))
+            for rid, c in zip(rows["row_id"].astype(str), rows["completion"].astype(str))
+        ],
+        dtype=bool,
+    )
     parts.append(_dropped(rows[copied], COPIED_SOURCE, "the teacher repeated the answer it was shown"))
     rows = rows[~copied].reset_index(drop=True)
     counts[COPIED_SOURCE] = int(copied.sum())
