@@ -116,9 +116,9 @@ def presidio_default(rows, sampler: MemorySampler) -> dict:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
-    from kto_pipeline.curate.redaction import _offline_tldextract
+    from kto_pipeline.curate.redaction import offline_tldextract
 
-    _offline_tldextract()
+    offline_tldextract()
     # No spaCy model can be downloaded here; the no_op engine keeps every pattern recognizer.
     nlp = NlpEngineProvider(
         nlp_configuration={"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "no_op"}]}

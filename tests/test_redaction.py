@@ -11,8 +11,8 @@ import pytest
 from conftest import assert_rows_accounted, checks
 from kto_pipeline.curate.redaction import (
     PATTERN_ENTITIES,
+    Engines,
     RedactionConfig,
-    _Engines,
     redact,
     scan_for_leaks,
 )
@@ -165,8 +165,8 @@ def test_triggers_skip_only_recognizers_that_cannot_match():
             )["prompt"]
         )
     )
-    fast = _Engines(RedactionConfig(use_triggers=True))
-    full = _Engines(RedactionConfig(use_triggers=False))
+    fast = Engines(RedactionConfig(use_triggers=True))
+    full = Engines(RedactionConfig(use_triggers=False))
     for text in texts:
         key = lambda r: (r.start, r.end, r.entity_type, round(r.score, 6))  # noqa: E731
         assert sorted(map(key, fast.analyze(text))) == sorted(map(key, full.analyze(text))), text
@@ -193,7 +193,7 @@ def test_no_network_call_is_made(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    engines = _Engines(RedactionConfig())
+    engines = Engines(RedactionConfig())
     found = engines.analyze("write to first.last@mail.example.co.uk")
     assert ("EMAIL_ADDRESS", "first.last@mail.example.co.uk") in {
         (r.entity_type, "write to first.last@mail.example.co.uk"[r.start : r.end]) for r in found

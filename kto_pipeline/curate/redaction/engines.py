@@ -1,0 +1,107 @@
+"""Presidio's analyzer and anonymizer, built once per process and offline."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from kto_pipeline.curate.redaction.config import NER_ENTITIES, SPACY_NER_MODELS, RedactionConfig
+from kto_pipeline.curate.redaction.triggers import DIGITS, TRIGGERS
+
+
+def installed_spacy_model(config: RedactionConfig) -> str | None:
+    """The spaCy NER pipeline to use: the configured one, else an installed en_core_web_*."""
+    if not config.ner:
+        return None
+    if config.spacy_model:
+        return config.spacy_model
+    try:
+        import spacy.util
+    except ImportError:  # pragma: no cover - presidio depends on spaCy
+        return None
+    return next((m for m in SPACY_NER_MODELS if spacy.util.is_package(m)), None)
+
+
+def offline_tldextract() -> None:
+    # The e-mail recognizer's tldextract fetches the public suffix list on first use; the
+    # snapshot bundled with tldextract is what an offline machine must use instead.
+    import tldextract
+    import tldextract.tldextract as te
+
+    te.TLD_EXTRACTOR = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+class Engines:
+    """Presidio analyzer and anonymizer built once per process."""
+
+    def __init__(self, config: RedactionConfig):
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+        from presidio_anonymizer import AnonymizerEngine
+
+        offline_tldextract()
+        model = installed_spacy_model(config)
+        if model:
+            nlp = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]}
+        else:
+            nlp = {"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "no_op"}]}
+        nlp_engine = NlpEngineProvider(nlp_configuration=nlp).create_engine()
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
+        registry.remove_recognizer("PhoneRecognizer")
+        registry.add_recognizer(PhoneRecognizer(supported_regions=list(config.phone_regions)))
+        self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
+        self.anonymizer = AnonymizerEngine()
+        self.anonymizer.add_anonymizer(EntityCounter)
+        self.config = config
+        self.ner = model is not None
+        self.entities = list(config.entities) + (list(NER_ENTITIES) if self.ner else [])
+        self.recognizers = sorted(
+            type(r).__name__ for r in registry.recognizers if set(r.supported_entities) & set(self.entities)
+        )
+
+    def analyze(self, text: str) -> list:
+        if not text.strip():
+            return []
+        entities = self.entities
+        if self.config.use_triggers:
+            digits = len(DIGITS.findall(text))
+            entities = [e for e in entities if e not in TRIGGERS or TRIGGERS[e](text, digits)]
+            if not entities:
+                return []
+        return self.analyzer.analyze(
+            text, language="en", entities=entities, score_threshold=self.config.score_threshold
+        )
+
+
+def _operator_class():
+    from presidio_anonymizer.operators import Operator, OperatorType
+
+    class EntityCounter(Operator):
+        """`<TYPE_n>`: the n-th distinct value of that type in the record (one shared mapping)."""
+
+        def operate(self, text: str, params: dict) -> str:
+            per_type = params["entity_mapping"].setdefault(params["entity_type"], {})
+            if text not in per_type:
+                per_type[text] = f"<{params['entity_type']}_{len(per_type) + 1}>"
+            return per_type[text]
+
+        def validate(self, params: dict) -> None:
+            if not isinstance(params.get("entity_mapping"), dict):
+                raise ValueError("entity_counter needs an entity_mapping dict")
+
+        def operator_name(self) -> str:
+            return "entity_counter"
+
+        def operator_type(self):
+            return OperatorType.Anonymize
+
+    return EntityCounter
+
+
+EntityCounter = _operator_class()
+
+
+@lru_cache(maxsize=4)
+def engines_for(config: RedactionConfig) -> Engines:
+    return Engines(config)

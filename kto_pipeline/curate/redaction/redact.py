@@ -1,0 +1,131 @@
+"""`redact`: a week's rows with PII replaced, record by record, in one process or a pool."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from kto_pipeline.curate.redaction.config import RedactionConfig
+from kto_pipeline.curate.redaction.engines import Engines, engines_for
+from kto_pipeline.ingest.contract import render_messages
+
+
+@dataclass
+class RedactionResult:
+    rows: pd.DataFrame
+    entities_found: Counter = field(default_factory=Counter)
+    records_with_pii: int = 0
+
+
+def _redact_texts(engines: Engines, texts: list[str]) -> tuple[list[str], Counter]:
+    """Redact one record's texts with one mapping, numbered in reading order."""
+    from presidio_anonymizer.entities import OperatorConfig
+
+    distinct = list(dict.fromkeys(texts))
+    found = {t: engines.analyze(t) for t in distinct}
+    mapping: dict[str, dict[str, str]] = {}
+    counts: Counter = Counter()
+    # Number values in reading order (the anonymizer replaces right to left).
+    for text in distinct:
+        for res in sorted(found[text], key=lambda r: r.start):
+            per_type = mapping.setdefault(res.entity_type, {})
+            value = text[res.start : res.end]
+            if value not in per_type:
+                per_type[value] = f"<{res.entity_type}_{len(per_type) + 1}>"
+    out: dict[str, str] = {}
+    for text in distinct:
+        if not found[text]:
+            out[text] = text
+            continue
+        result = engines.anonymizer.anonymize(
+            text=text,
+            analyzer_results=found[text],
+            operators={"DEFAULT": OperatorConfig("entity_counter", {"entity_mapping": mapping})},
+        )
+        out[text] = result.text
+        counts.update(item.entity_type for item in result.items)
+    return [out[t] for t in texts], counts
+
+
+# One record: (prompt text, prompt messages JSON or None, completions of its rows).
+_Record = tuple[str, str | None, list[str]]
+
+
+def _redact_record(engines: Engines, record: _Record) -> tuple[str, str | None, list[str], Counter]:
+    prompt, messages_json, completions = record
+    if messages_json is not None:
+        messages = json.loads(messages_json)
+        texts, counts = _redact_texts(engines, [m["content"] for m in messages] + completions)
+        for msg, text in zip(messages, texts, strict=False):
+            msg["content"] = text
+        return render_messages(messages), json.dumps(messages, ensure_ascii=False), texts[len(messages) :], counts
+    texts, counts = _redact_texts(engines, [prompt, *completions])
+    return texts[0], None, texts[1:], counts
+
+
+_WORKER: Engines | None = None
+
+
+def _init_worker(config: RedactionConfig) -> None:
+    global _WORKER
+    _WORKER = Engines(config)
+
+
+def _work(chunk: list[_Record]) -> list:
+    assert _WORKER is not None
+    return [_redact_record(_WORKER, record) for record in chunk]
+
+
+def _workers(config: RedactionConfig, n_records: int) -> int:
+    wanted = config.workers or os.cpu_count() or 1
+    return max(1, min(wanted, n_records // config.min_records_per_worker))
+
+
+def _map_records(config: RedactionConfig, records: list[_Record]) -> list:
+    workers = _workers(config, len(records))
+    if workers == 1:
+        engines = engines_for(config)
+        return [_redact_record(engines, r) for r in records]
+    chunks = [records[i : i + config.chunk_records] for i in range(0, len(records), config.chunk_records)]
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch threads exist
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
+        return [item for chunk in pool.map(_work, chunks) for item in chunk]
+
+
+def redact(rows: pd.DataFrame, config: RedactionConfig | None = None) -> RedactionResult:
+    """The rows with PII in prompts, prompt messages and completions replaced by placeholders.
+
+    All rows of one record (a thumb, or an edit and its original) share one mapping, so the
+    same e-mail is `<EMAIL_ADDRESS_1>` in the prompt, the edit and the original alike.
+    """
+    config = config or RedactionConfig()
+    out = rows.copy()
+    if rows.empty:
+        return RedactionResult(out)
+    groups = list(rows.groupby("record_id", sort=False).indices.values())
+    prompts = out["prompt"].to_numpy(dtype=object).copy()
+    messages_col = out["prompt_messages"].to_numpy(dtype=object).copy()
+    completions = out["completion"].to_numpy(dtype=object).copy()
+    records: list[_Record] = [
+        (prompts[idx[0]], None if pd.isna(messages_col[idx[0]]) else messages_col[idx[0]], completions[idx].tolist())
+        for idx in groups
+    ]
+    results = _map_records(config, records)
+
+    found: Counter = Counter()
+    with_pii = 0
+    for idx, (prompt, messages, texts, counts) in zip(groups, results, strict=True):
+        prompts[idx] = prompt
+        messages_col[idx] = messages
+        completions[idx] = texts
+        found.update(counts)
+        with_pii += bool(counts)
+    out["prompt"] = pd.array(prompts, dtype=rows["prompt"].dtype)
+    out["prompt_messages"] = pd.array(messages_col, dtype=rows["prompt_messages"].dtype)
+    out["completion"] = pd.array(completions, dtype=rows["completion"].dtype)
+    return RedactionResult(out, found, with_pii)
