@@ -23,7 +23,7 @@ from resources.pii import PiiRedactor
             asset="redacted_feedback",
             partitions_def=feedback_weeks,
             blocking=True,
-            description="A re-scan of the output finds no pattern-recognizer hit at or above the threshold.",
+            description="A re-scan of the output with the same NER and recognizers finds no hit at or above the threshold.",
         ),
         rows_accounted_spec("redacted_feedback"),
     ],
@@ -49,9 +49,9 @@ def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFr
             "entities_by_type": counts_table(dict(sorted(result.entities_found.items())), "entity", "replaced"),
             "recognizers": dg.MetadataValue.text(", ".join(recognizers)),
             "ner": dg.MetadataValue.text(
-                "spaCy NER (PERSON, LOCATION)"
+                f"spaCy NER {ner} (PERSON, LOCATION; counted with personal context, strength {config.ner_strength})"
                 if ner
-                else "off: no spaCy NER pipeline installed; PERSON and LOCATION are not detected"
+                else "off (pii.ner = false): PERSON and LOCATION are not detected"
             ),
             "score_threshold": config.score_threshold,
             **frame_metadata(result.rows, ["row_id", "prompt", "completion", "label", "signal"]),

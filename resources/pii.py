@@ -12,7 +12,7 @@ class PiiRedactor(
     config_from(
         RedactionConfig,
         base=dg.ConfigurableResource,
-        fields=["entities", "score_threshold", "phone_regions", "spacy_model", "workers"],
+        fields=["entities", "score_threshold", "phone_regions", "spacy_model", "ner", "ner_strength", "workers"],
         name="PiiRedactorConfig",
     )
 ):

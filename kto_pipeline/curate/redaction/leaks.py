@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,23 +21,34 @@ class Leak:
     text: str
 
 
+def _units(rows: pd.DataFrame, field_name: str) -> Iterator[tuple[str, str]]:
+    """(row_id, text) pairs to scan, cut as redaction cut them: a chat prompt message by message
+    (its rendered text joins messages, and "user:" next to a name would read as context)."""
+    messages = rows["prompt_messages"] if field_name == "prompt" and "prompt_messages" in rows.columns else None
+    for i, (row_id, text) in enumerate(zip(rows["row_id"], rows[field_name], strict=True)):
+        chat = None if messages is None else messages.iloc[i]
+        if isinstance(chat, str):
+            for message in json.loads(chat):
+                yield row_id, str(message.get("content") or "")
+        elif isinstance(text, str):
+            yield row_id, text
+
+
 def scan_for_leaks(
     rows: pd.DataFrame, config: RedactionConfig | None = None, fields: Iterable[str] = ("prompt", "completion")
 ) -> list[Leak]:
-    """Pattern-recognizer hits at or above the threshold left in `rows` (after redaction)."""
-    config = config or RedactionConfig()
-    engines = engines_for(dataclasses.replace(config, ner=False))
+    """Hits at or above the threshold left in `rows` (after redaction), found with the same NER,
+    recognizers and context rules that redacted them: a name the redaction missed is a leak too."""
+    engines = engines_for(config or RedactionConfig())
     leaks = []
     for field_name in fields:
-        for row_id, text in zip(rows["row_id"], rows[field_name], strict=True):
-            if not isinstance(text, str):
-                continue
+        for row_id, text in _units(rows, field_name):
             for res in engines.analyze(text):
                 leaks.append(Leak(row_id, field_name, res.entity_type, round(res.score, 3), text[res.start : res.end]))
     return leaks
 
 
-def recognizers_used(config: RedactionConfig | None = None) -> tuple[list[str], bool]:
-    """The Presidio recognizers that run, and whether NER (PERSON, LOCATION) is among them."""
+def recognizers_used(config: RedactionConfig | None = None) -> tuple[list[str], str | None]:
+    """The Presidio recognizers that run, and the spaCy NER pipeline among them (None: no NER)."""
     engines = engines_for(config or RedactionConfig())
-    return engines.recognizers, engines.ner
+    return engines.recognizers, engines.ner_model
