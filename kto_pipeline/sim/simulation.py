@@ -50,6 +50,7 @@ from kto_pipeline.sim import (
     train_sft_on_positives,
     write_week_dump,
 )
+from kto_pipeline.sim.pii_audit import leaked_pii, pasted_pii
 
 Say = Callable[[str], None]
 
@@ -217,6 +218,9 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
             raise RuntimeError(
                 f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}"
             )
+        pasted = pasted_pii([r["prompt"] for r in traffic.records])
+        redacted_file = root / "warehouse" / "redacted_feedback" / f"{week}.parquet"
+        leaked = leaked_pii(pd.read_parquet(redacted_file)) if redacted_file.exists() else None
         checkpoint = registry.checkpoint(week)
         manifest = read_manifest(checkpoint)
         train_rows = manifest.rows.get("train") if manifest is not None else None
@@ -241,8 +245,12 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
                 "collapsed": collapse_of(manifest) is not None,
                 "promoted": numbers.get("promoted"),
                 "champion_accuracy": champion_report.accuracy,
+                "pii_pasted": sum(pasted.values()),
+                "pii_leaked": sum(leaked.values()) if leaked is not None else None,
+                "pii_leaked_by_type": leaked,
             }
         )
+        say(f"    redaction: {sum(pasted.values())} pasted PII values {pasted}; left in redacted_feedback: {leaked}")
         say(
             f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
             f"reward accuracy {_f(numbers.get('reward_accuracy'))}, {'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}"
@@ -336,5 +344,7 @@ def results_table(results: dict[str, Any]) -> str:
         "margin",
         "promoted",
         "champion_accuracy",
+        "pii_leaked",
     ]
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, *cols])))
     return head + frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")

@@ -10,6 +10,7 @@ from kto_pipeline.curate.redaction.ner import (
     SPACY_NER_MODELS,
     context_enhancer,
     keep_context_words,
+    mailbox_name_recognizer,
     ner_recognizers,
     nlp_configuration,
 )
@@ -59,7 +60,7 @@ class Engines:
         if model:
             keep_context_words(nlp_engine)
             registry.remove_recognizer("SpacyRecognizer")
-            for recognizer in ner_recognizers():
+            for recognizer in [*ner_recognizers(), mailbox_name_recognizer()]:
                 registry.add_recognizer(recognizer)
         registry.remove_recognizer("PhoneRecognizer")
         registry.add_recognizer(PhoneRecognizer(supported_regions=list(config.phone_regions)))

@@ -98,3 +98,20 @@ def ner_recognizers() -> list:
             name="SpacyLocation",
         ),
     ]
+
+
+# RFC 5322's mailbox form, "Display Name <local@domain>": the words before an address in angle
+# brackets name its owner. Case-sensitive inside (Presidio compiles patterns case-insensitively),
+# so "write to <a@b.com>" is not a name.
+MAILBOX_NAME = r"(?-i:\b(?!(?:From|To|Cc|Bcc|Sender|Reply|Contact|Email|Mail)\b)[A-Z][\w'’-]+(?:[ \t]+[A-Z][\w'’-]+){0,3})(?=[ \t]*<[^@\s<>]+@[^\s<>]+>)"
+
+
+def mailbox_name_recognizer() -> Any:
+    """PERSON: the display name of a mailbox ("From Mei Wei <mei.wei@example.org>")."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity="PERSON",
+        name="MailboxNameRecognizer",
+        patterns=[Pattern("mailbox display name", MAILBOX_NAME, 0.7)],
+    )
