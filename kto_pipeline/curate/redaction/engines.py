@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from kto_pipeline.curate.redaction.config import RedactionConfig
 from kto_pipeline.curate.redaction.ner import (
     NER_ENTITIES,
     SPACY_NER_MODELS,
     context_enhancer,
-    keep_context_words,
     mailbox_name_recognizer,
     ner_recognizers,
     nlp_configuration,
+    prepare_pipeline,
 )
 from kto_pipeline.curate.redaction.triggers import DIGITS, TRIGGERS
+
+NLP_BATCH_SIZE = 64
 
 
 def installed_spacy_model(config: RedactionConfig) -> str | None:
@@ -58,7 +62,7 @@ class Engines:
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
         if model:
-            keep_context_words(nlp_engine)
+            prepare_pipeline(nlp_engine)
             registry.remove_recognizer("SpacyRecognizer")
             for recognizer in [*ner_recognizers(), mailbox_name_recognizer()]:
                 registry.add_recognizer(recognizer)
@@ -80,18 +84,39 @@ class Engines:
             type(r).__name__ for r in registry.recognizers if set(r.supported_entities) & set(self.entities)
         )
 
-    def analyze(self, text: str) -> list:
+    def candidates(self, text: str) -> list[str]:
+        """The entity types `text` could hold (all of them without triggers); none for blank text."""
         if not text.strip():
             return []
-        entities = self.entities
-        if self.config.use_triggers:
-            digits = len(DIGITS.findall(text))
-            entities = [e for e in entities if e not in TRIGGERS or TRIGGERS[e](text, digits)]
-            if not entities:
-                return []
+        if not self.config.use_triggers:
+            return self.entities
+        digits = len(DIGITS.findall(text))
+        return [e for e in self.entities if e not in TRIGGERS or TRIGGERS[e](text, digits)]
+
+    def analyze(self, text: str, nlp_artifacts: Any = None) -> list:
+        entities = self.candidates(text)
+        if not entities:
+            return []
         return self.analyzer.analyze(
-            text, language="en", entities=entities, score_threshold=self.config.score_threshold
+            text,
+            language="en",
+            entities=entities,
+            score_threshold=self.config.score_threshold,
+            nlp_artifacts=nlp_artifacts,
         )
+
+    def analyze_many(self, texts: Iterable[str]) -> dict[str, list]:
+        """`analyze` of each distinct text; the spaCy pipeline runs once over all of them in
+        batches (nlp.pipe), which is where NER's cost goes, instead of text by text."""
+        distinct = list(dict.fromkeys(texts))
+        found: dict[str, list] = {text: [] for text in distinct}
+        todo = [text for text in distinct if self.candidates(text)]
+        if not self.ner:
+            return found | {text: self.analyze(text) for text in todo}
+        batches = self.analyzer.nlp_engine.process_batch(todo, language="en", batch_size=NLP_BATCH_SIZE)
+        for text, artifacts in batches:
+            found[text] = self.analyze(text, artifacts)
+        return found
 
 
 def _operator_class():

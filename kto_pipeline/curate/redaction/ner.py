@@ -77,10 +77,14 @@ def nlp_configuration(model: str, ner_strength: float) -> dict[str, Any]:
     }
 
 
-def keep_context_words(nlp_engine: Any) -> None:
-    """Presidio's context enhancer reads only non-stop-word lemmas, and spaCy lists "name",
-    "call" and "move" as stop words: without this, "my name is Carlos Mendoza" has no context."""
+def prepare_pipeline(nlp_engine: Any) -> None:
+    """Two adjustments to the loaded spaCy pipeline. Presidio's context enhancer reads only
+    non-stop-word lemmas, and spaCy lists "name", "call" and "move" as stop words: without this,
+    "my name is Carlos Mendoza" has no context. And the dependency parser goes: Presidio reads
+    entities, tokens and lemmas (tagger and rules), never the parse; it was a tenth of the time."""
     for nlp in getattr(nlp_engine, "nlp", {}).values():
+        if "parser" in nlp.pipe_names:
+            nlp.disable_pipe("parser")
         for word in (*PERSON_CONTEXT, *LOCATION_CONTEXT):
             if word in nlp.Defaults.stop_words:
                 nlp.vocab[word].is_stop = False

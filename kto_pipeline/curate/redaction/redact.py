@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -22,12 +23,12 @@ class RedactionResult:
     records_with_pii: int = 0
 
 
-def _redact_texts(engines: Engines, texts: list[str]) -> tuple[list[str], Counter]:
+def _redact_texts(engines: Engines, texts: list[str], analyzed: Mapping[str, list]) -> tuple[list[str], Counter]:
     """Redact one record's texts with one mapping, numbered in reading order."""
     from presidio_anonymizer.entities import OperatorConfig
 
     distinct = list(dict.fromkeys(texts))
-    found = {t: engines.analyze(t) for t in distinct}
+    found = {t: analyzed[t] for t in distinct}
     mapping: dict[str, dict[str, str]] = {}
     counts: Counter = Counter()
     # Number values in reading order (the anonymizer replaces right to left).
@@ -56,16 +57,31 @@ def _redact_texts(engines: Engines, texts: list[str]) -> tuple[list[str], Counte
 _Record = tuple[str, str | None, list[str]]
 
 
-def _redact_record(engines: Engines, record: _Record) -> tuple[str, str | None, list[str], Counter]:
+def _record_texts(record: _Record) -> list[str]:
+    prompt, messages_json, completions = record
+    if messages_json is not None:
+        return [m["content"] for m in json.loads(messages_json)] + completions
+    return [prompt, *completions]
+
+
+def _redact_record(
+    engines: Engines, record: _Record, analyzed: Mapping[str, list]
+) -> tuple[str, str | None, list[str], Counter]:
     prompt, messages_json, completions = record
     if messages_json is not None:
         messages = json.loads(messages_json)
-        texts, counts = _redact_texts(engines, [m["content"] for m in messages] + completions)
+        texts, counts = _redact_texts(engines, [m["content"] for m in messages] + completions, analyzed)
         for msg, text in zip(messages, texts, strict=False):
             msg["content"] = text
         return render_messages(messages), json.dumps(messages, ensure_ascii=False), texts[len(messages) :], counts
-    texts, counts = _redact_texts(engines, [prompt, *completions])
+    texts, counts = _redact_texts(engines, [prompt, *completions], analyzed)
     return texts[0], None, texts[1:], counts
+
+
+def _redact_chunk(engines: Engines, records: list[_Record]) -> list:
+    """A chunk of records: every distinct text analysed once, in one batched NLP pass."""
+    analyzed = engines.analyze_many(text for record in records for text in _record_texts(record))
+    return [_redact_record(engines, record, analyzed) for record in records]
 
 
 _WORKER: Engines | None = None
@@ -78,7 +94,7 @@ def _init_worker(config: RedactionConfig) -> None:
 
 def _work(chunk: list[_Record]) -> list:
     assert _WORKER is not None
-    return [_redact_record(_WORKER, record) for record in chunk]
+    return _redact_chunk(_WORKER, chunk)
 
 
 def _workers(config: RedactionConfig, n_records: int) -> int:
@@ -88,10 +104,10 @@ def _workers(config: RedactionConfig, n_records: int) -> int:
 
 def _map_records(config: RedactionConfig, records: list[_Record]) -> list:
     workers = _workers(config, len(records))
+    chunks = [records[i : i + config.chunk_records] for i in range(0, len(records), config.chunk_records)]
     if workers == 1:
         engines = engines_for(config)
-        return [_redact_record(engines, r) for r in records]
-    chunks = [records[i : i + config.chunk_records] for i in range(0, len(records), config.chunk_records)]
+        return [item for chunk in chunks for item in _redact_chunk(engines, chunk)]
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch threads exist
     with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
         return [item for chunk in pool.map(_work, chunks) for item in chunk]
