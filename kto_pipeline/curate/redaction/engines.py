@@ -8,7 +8,9 @@ from typing import Any
 
 from kto_pipeline.curate.redaction.config import RedactionConfig
 from kto_pipeline.curate.redaction.ner import (
+    LOCATION_CONTEXT,
     NER_ENTITIES,
+    PERSON_CONTEXT,
     SPACY_NER_MODELS,
     context_enhancer,
     mailbox_name_recognizer,
@@ -16,6 +18,8 @@ from kto_pipeline.curate.redaction.ner import (
     nlp_configuration,
     prepare_pipeline,
 )
+from kto_pipeline.curate.redaction.rampart import ENTITIES as RAMPART_ENTITIES
+from kto_pipeline.curate.redaction.rampart import rampart_recognizer
 from kto_pipeline.curate.redaction.triggers import DIGITS, TRIGGERS
 
 NLP_BATCH_SIZE = 64
@@ -61,11 +65,23 @@ class Engines:
         nlp_engine = NlpEngineProvider(nlp_configuration=nlp).create_engine()
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
+        rampart = None
         if model:
             prepare_pipeline(nlp_engine)
             registry.remove_recognizer("SpacyRecognizer")
             for recognizer in [*ner_recognizers(), mailbox_name_recognizer()]:
                 registry.add_recognizer(recognizer)
+            rampart = (
+                rampart_recognizer(
+                    config.rampart_min_probability,
+                    config.ner_strength if config.rampart_needs_context else None,
+                    (*PERSON_CONTEXT, *LOCATION_CONTEXT),
+                )
+                if config.rampart
+                else None
+            )
+            if rampart is not None:
+                registry.add_recognizer(rampart)
         registry.remove_recognizer("PhoneRecognizer")
         registry.add_recognizer(PhoneRecognizer(supported_regions=list(config.phone_regions)))
         self.analyzer = AnalyzerEngine(
@@ -79,7 +95,8 @@ class Engines:
         self.config = config
         self.ner = model is not None
         self.ner_model = model
-        self.entities = list(config.entities) + (list(NER_ENTITIES) if self.ner else [])
+        model_entities = [*NER_ENTITIES, *(RAMPART_ENTITIES if self.ner and config.rampart and rampart else ())]
+        self.entities = list(config.entities) + (list(dict.fromkeys(model_entities)) if self.ner else [])
         self.recognizers = sorted(
             type(r).__name__ for r in registry.recognizers if set(r.supported_entities) & set(self.entities)
         )

@@ -10,6 +10,7 @@ import pandas as pd
 
 from kto_pipeline.curate.redaction.config import RedactionConfig
 from kto_pipeline.curate.redaction.engines import engines_for
+from kto_pipeline.curate.redaction.redact import outside_placeholders
 
 
 @dataclass
@@ -45,7 +46,7 @@ def scan_for_leaks(
     return [
         Leak(row_id, field_name, res.entity_type, round(res.score, 3), text[res.start : res.end])
         for field_name, row_id, text in units
-        for res in found[text]
+        for res in outside_placeholders(text, found[text])
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,34 +24,52 @@ class RedactionResult:
     records_with_pii: int = 0
 
 
-def _redact_texts(engines: Engines, texts: list[str], analyzed: Mapping[str, list]) -> tuple[list[str], Counter]:
-    """Redact one record's texts with one mapping, numbered in reading order."""
-    from presidio_anonymizer.entities import OperatorConfig
+# Redacting changes a text, and a model reads the new text afresh ("Please note: <CRYPTO_1> is
+# mine." can make "mine" look like a name), so a record is re-analysed until nothing new is
+# found: the leak check, which re-scans with the same engines, then finds nothing by
+# construction, and whatever a re-scan would have flagged is redacted, not shipped.
+MAX_PASSES = 3
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 
-    distinct = list(dict.fromkeys(texts))
-    found = {t: analyzed[t] for t in distinct}
-    mapping: dict[str, dict[str, str]] = {}
-    counts: Counter = Counter()
+
+def outside_placeholders(text: str, results: list) -> list:
+    """The hits that do not touch a placeholder (a model may tag the "PERSON_1" inside one)."""
+    spans = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)]
+    return [r for r in results if not any(r.start < end and start < r.end for start, end in spans)]
+
+
+def _number(mapping: dict[str, dict[str, str]], texts: list[str], found: Mapping[str, list]) -> None:
     # Number values in reading order (the anonymizer replaces right to left).
-    for text in distinct:
+    for text in texts:
         for res in sorted(found[text], key=lambda r: r.start):
             per_type = mapping.setdefault(res.entity_type, {})
             value = text[res.start : res.end]
             if value not in per_type:
                 per_type[value] = f"<{res.entity_type}_{len(per_type) + 1}>"
-    out: dict[str, str] = {}
-    for text in distinct:
-        if not found[text]:
-            out[text] = text
-            continue
-        result = engines.anonymizer.anonymize(
-            text=text,
-            analyzer_results=found[text],
-            operators={"DEFAULT": OperatorConfig("entity_counter", {"entity_mapping": mapping})},
-        )
-        out[text] = result.text
-        counts.update(item.entity_type for item in result.items)
-    return [out[t] for t in texts], counts
+
+
+def _redact_texts(engines: Engines, texts: list[str], analyzed: Mapping[str, list]) -> tuple[list[str], Counter]:
+    """Redact one record's texts with one mapping, numbered in reading order."""
+    from presidio_anonymizer.entities import OperatorConfig
+
+    distinct = list(dict.fromkeys(texts))
+    current = {t: t for t in distinct}
+    found = {t: analyzed[t] for t in distinct}
+    mapping: dict[str, dict[str, str]] = {}
+    operators = {"DEFAULT": OperatorConfig("entity_counter", {"entity_mapping": mapping})}
+    counts: Counter = Counter()
+    for _ in range(MAX_PASSES):
+        todo = [t for t in distinct if found[t]]
+        if not todo:
+            break
+        _number(mapping, [current[t] for t in todo], {current[t]: found[t] for t in todo})
+        for t in todo:
+            result = engines.anonymizer.anonymize(text=current[t], analyzer_results=found[t], operators=operators)
+            current[t] = result.text
+            counts.update(item.entity_type for item in result.items)
+        again = engines.analyze_many(current[t] for t in todo)
+        found = {t: outside_placeholders(current[t], again[current[t]]) if t in todo else [] for t in distinct}
+    return [current[t] for t in texts], counts
 
 
 # One record: (prompt text, prompt messages JSON or None, completions of its rows).

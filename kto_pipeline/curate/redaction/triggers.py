@@ -24,11 +24,13 @@ TRIGGERS: dict[str, Any] = {
     "UK_NHS": lambda t, d: d >= 10,
     "CRYPTO": lambda t, d: _CRYPTO_HINT.search(t) is not None,
     "MAC_ADDRESS": lambda t, d: d >= 1 and (":" in t or "-" in t or "." in t),
-    # A name or a place needs two letters in a row; answers like "68" never reach the NER model.
+    # A name, a place or a street needs a letter: answers like "68" never reach the NER models.
     "PERSON": lambda t, d: _LETTERS.search(t) is not None,
     "LOCATION": lambda t, d: _LETTERS.search(t) is not None,
+    "STREET_ADDRESS": lambda t, d: _LETTERS.search(t) is not None,
+    "POSTCODE": lambda t, d: d >= 3,
 }
-_LETTERS = re.compile(r"[^\W\d_]{2}")
+_LETTERS = re.compile(r"[^\W\d_]")
 _IBAN_HINT = re.compile(r"[A-Za-z]{2}\s?\d{2}")
 _URL_HINT = re.compile(r"[\w-]\.[A-Za-z]{2,}|://")
 _CRYPTO_HINT = re.compile(r"\b(?:[13][a-km-zA-HJ-NP-Z1-9]{25,34}|bc1[a-z0-9]{20,})")
