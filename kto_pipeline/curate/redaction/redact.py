@@ -48,28 +48,34 @@ def _number(mapping: dict[str, dict[str, str]], texts: list[str], found: Mapping
                 per_type[value] = f"<{res.entity_type}_{len(per_type) + 1}>"
 
 
-def _redact_texts(engines: Engines, texts: list[str], analyzed: Mapping[str, list]) -> tuple[list[str], Counter]:
-    """Redact one record's texts with one mapping, numbered in reading order."""
-    from presidio_anonymizer.entities import OperatorConfig
+class _RecordTexts:
+    """One record's texts (prompt or messages, completions) through the passes, with one
+    placeholder mapping, numbered in reading order."""
 
-    distinct = list(dict.fromkeys(texts))
-    current = {t: t for t in distinct}
-    found = {t: analyzed[t] for t in distinct}
-    mapping: dict[str, dict[str, str]] = {}
-    operators = {"DEFAULT": OperatorConfig("entity_counter", {"entity_mapping": mapping})}
-    counts: Counter = Counter()
-    for _ in range(MAX_PASSES):
-        todo = [t for t in distinct if found[t]]
-        if not todo:
-            break
-        _number(mapping, [current[t] for t in todo], {current[t]: found[t] for t in todo})
+    def __init__(self, texts: list[str]):
+        from presidio_anonymizer.entities import OperatorConfig
+
+        self.texts = texts
+        self.current = {t: t for t in dict.fromkeys(texts)}
+        self.mapping: dict[str, dict[str, str]] = {}
+        self.operators = {"DEFAULT": OperatorConfig("entity_counter", {"entity_mapping": self.mapping})}
+        self.counts: Counter = Counter()
+        self.changed: list[str] = []  # the texts (by original) the last pass rewrote
+
+    def apply(self, engines: Engines, found: Mapping[str, list]) -> None:
+        """Replace `found` (original text → hits in its current form)."""
+        todo = [t for t in self.current if found.get(t)]
+        _number(self.mapping, [self.current[t] for t in todo], {self.current[t]: found[t] for t in todo})
         for t in todo:
-            result = engines.anonymizer.anonymize(text=current[t], analyzer_results=found[t], operators=operators)
-            current[t] = result.text
-            counts.update(item.entity_type for item in result.items)
-        again = engines.analyze_many(current[t] for t in todo)
-        found = {t: outside_placeholders(current[t], again[current[t]]) if t in todo else [] for t in distinct}
-    return [current[t] for t in texts], counts
+            result = engines.anonymizer.anonymize(
+                text=self.current[t], analyzer_results=found[t], operators=self.operators
+            )
+            self.current[t] = result.text
+            self.counts.update(item.entity_type for item in result.items)
+        self.changed = todo
+
+    def output(self) -> list[str]:
+        return [self.current[t] for t in self.texts]
 
 
 # One record: (prompt text, prompt messages JSON or None, completions of its rows).
@@ -83,24 +89,35 @@ def _record_texts(record: _Record) -> list[str]:
     return [prompt, *completions]
 
 
-def _redact_record(
-    engines: Engines, record: _Record, analyzed: Mapping[str, list]
-) -> tuple[str, str | None, list[str], Counter]:
+def _finish(record: _Record, state: _RecordTexts) -> tuple[str, str | None, list[str], Counter]:
     prompt, messages_json, completions = record
+    texts = state.output()
     if messages_json is not None:
         messages = json.loads(messages_json)
-        texts, counts = _redact_texts(engines, [m["content"] for m in messages] + completions, analyzed)
         for msg, text in zip(messages, texts, strict=False):
             msg["content"] = text
-        return render_messages(messages), json.dumps(messages, ensure_ascii=False), texts[len(messages) :], counts
-    texts, counts = _redact_texts(engines, [prompt, *completions], analyzed)
-    return texts[0], None, texts[1:], counts
+        return render_messages(messages), json.dumps(messages, ensure_ascii=False), texts[len(messages) :], state.counts
+    return texts[0], None, texts[1:], state.counts
 
 
 def _redact_chunk(engines: Engines, records: list[_Record]) -> list:
-    """A chunk of records: every distinct text analysed once, in one batched NLP pass."""
-    analyzed = engines.analyze_many(text for record in records for text in _record_texts(record))
-    return [_redact_record(engines, record, analyzed) for record in records]
+    """A chunk of records: every distinct text analysed in one batched NLP pass, then the texts
+    each pass rewrote analysed again, also batched across the chunk."""
+    states = [_RecordTexts(_record_texts(record)) for record in records]
+    analyzed = engines.analyze_many(t for state in states for t in state.current)
+    for state in states:
+        state.apply(engines, analyzed)
+    for _ in range(MAX_PASSES - 1):
+        pending = [state for state in states if state.changed]
+        if not pending:
+            break
+        again = engines.analyze_many(state.current[t] for state in pending for t in state.changed)
+        for state in pending:
+            state.apply(
+                engines,
+                {t: outside_placeholders(state.current[t], again[state.current[t]]) for t in state.changed},
+            )
+    return [_finish(record, state) for record, state in zip(records, states, strict=True)]
 
 
 _WORKER: Engines | None = None
