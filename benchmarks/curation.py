@@ -111,13 +111,14 @@ def timed(sampler: MemorySampler, out: dict):
 
 
 def presidio_default(rows, sampler: MemorySampler) -> dict:
-    """Presidio's default path: the default recognizer registry with the same spaCy NER pipeline
-    ours uses, one process, every text on its own."""
+    """Presidio's default path with the same models as ours: the default recognizer registry,
+    the same spaCy NER pipeline and Rampart's recognizer, one process, every text on its own."""
     from presidio_analyzer import AnalyzerEngine
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_anonymizer import AnonymizerEngine
 
     from kto_pipeline.curate.redaction import RedactionConfig, installed_spacy_model, offline_tldextract
+    from kto_pipeline.curate.redaction.rampart import rampart_recognizer
 
     offline_tldextract()
     model = installed_spacy_model(RedactionConfig())
@@ -125,6 +126,9 @@ def presidio_default(rows, sampler: MemorySampler) -> dict:
         nlp_configuration={"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]}
     ).create_engine()
     analyzer = AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
+    rampart = rampart_recognizer()
+    if rampart is not None:
+        analyzer.registry.add_recognizer(rampart)
     anonymizer = AnonymizerEngine()
     out: dict = {}
     with timed(sampler, out):

@@ -12,7 +12,18 @@ class PiiRedactor(
     config_from(
         RedactionConfig,
         base=dg.ConfigurableResource,
-        fields=["entities", "score_threshold", "phone_regions", "spacy_model", "ner", "ner_strength", "workers"],
+        fields=[
+            "entities",
+            "score_threshold",
+            "phone_regions",
+            "national_ids",
+            "recognizers_yaml",
+            "spacy_model",
+            "ner",
+            "ner_strength",
+            "rampart",
+            "workers",
+        ],
         name="PiiRedactorConfig",
     )
 ):

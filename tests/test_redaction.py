@@ -25,8 +25,8 @@ SEEDED = {
     "PHONE_NUMBER": "(212) 555-0143",
     "CREDIT_CARD": "4111 1111 1111 1111",
     "IBAN_CODE": "DE89 3704 0044 0532 0130 00",
-    "IP_ADDRESS": "192.168.14.7",
-    "URL": "https://intranet.acme-corp.io/tickets",
+    "IP_ADDRESS": "81.2.69.142",  # a public address: private and loopback ones are not personal data
+    "URL": "https://intranet.acme-corp.io/reset?token=8f3a9c2e71b4d6059e1f",  # public links stay; this one is personal
     "US_SSN": "536-22-4821",
     "US_ITIN": "912-70-1234",
     "MEDICAL_LICENSE": "BB1388568",

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kto_pipeline.curate.redaction.recognizers.build import RULE_ENTITIES
+from kto_pipeline.curate.redaction.recognizers.national_ids import DEFAULT_NATIONAL_IDS
+from kto_pipeline.curate.redaction.recognizers.phones import DEFAULT_PHONE_REGIONS
+
 # Presidio's pattern-based entities that are PII. DATE_TIME and UUID are left out by default:
 # they are not personal, and redacting them would damage the training text.
 PATTERN_ENTITIES = (
@@ -30,7 +34,11 @@ class RedactionConfig:
     """Which Presidio entities are replaced, from which score, and with how many processes."""
 
     entities: tuple[str, ...] = field(
-        default=PATTERN_ENTITIES, metadata={"help": "Presidio entity types to redact (pattern recognizers)"}
+        default=(*PATTERN_ENTITIES, *RULE_ENTITIES),
+        metadata={
+            "help": "Entity types to redact besides NER's (Presidio's pattern recognizers and ours: street addresses, "
+            "postcodes, dates of birth, national IDs; a custom recognizer's types too)"
+        },
     )
     score_threshold: float = field(
         # Phone numbers score 0.4 without context words.
@@ -38,8 +46,19 @@ class RedactionConfig:
         metadata={"help": "Hits at or above this score are replaced, and fail the leak check"},
     )
     phone_regions: tuple[str, ...] = field(
-        default=("US", "GB"),
-        metadata={"help": "Regions the phone recognizer parses numbers for (each one costs time)"},
+        default=DEFAULT_PHONE_REGIONS,
+        metadata={"help": "Regions whose national phone formats are recognised (each costs about 0.07 ms a text)"},
+    )
+    national_ids: tuple[str, ...] = field(
+        default=DEFAULT_NATIONAL_IDS,
+        metadata={"help": "National ID recognizers to run: FR_NIR, DE_TAX_ID, IN_AADHAAR, IN_PAN, UK_NINO"},
+    )
+    recognizers_yaml: str | None = field(
+        default=None,
+        metadata={
+            "help": "A deployment's own recognizers (order or customer IDs) and allow_words (product and assistant "
+            "names), in Presidio's recognizer YAML form; add their entity types to entities"
+        },
     )
     spacy_model: str | None = field(
         default=None,

@@ -20,6 +20,8 @@ from kto_pipeline.curate.redaction.ner import (
 )
 from kto_pipeline.curate.redaction.rampart import ENTITIES as RAMPART_ENTITIES
 from kto_pipeline.curate.redaction.rampart import rampart_recognizer
+from kto_pipeline.curate.redaction.recognizers import build_recognizers, filter_results
+from kto_pipeline.curate.redaction.recognizers.words import allow_words_from_yaml
 from kto_pipeline.curate.redaction.triggers import DIGITS, TRIGGERS
 
 NLP_BATCH_SIZE = 64
@@ -50,10 +52,9 @@ def offline_tldextract() -> None:
 class Engines:
     """Presidio analyzer and anonymizer built once per process."""
 
-    def __init__(self, config: RedactionConfig):
+    def __init__(self, config: RedactionConfig, model_threads: int = 0):
         from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
         from presidio_analyzer.nlp_engine import NlpEngineProvider
-        from presidio_analyzer.predefined_recognizers import PhoneRecognizer
         from presidio_anonymizer import AnonymizerEngine
 
         offline_tldextract()
@@ -76,14 +77,17 @@ class Engines:
                     config.rampart_min_probability,
                     config.ner_strength if config.rampart_needs_context else None,
                     (*PERSON_CONTEXT, *LOCATION_CONTEXT),
+                    model_threads,
                 )
                 if config.rampart
                 else None
             )
             if rampart is not None:
                 registry.add_recognizer(rampart)
-        registry.remove_recognizer("PhoneRecognizer")
-        registry.add_recognizer(PhoneRecognizer(supported_regions=list(config.phone_regions)))
+        registry.remove_recognizer("PhoneRecognizer")  # ours wraps it: regions, reference numbers dropped
+        for recognizer in build_recognizers(config.phone_regions, config.national_ids, config.recognizers_yaml):
+            registry.add_recognizer(recognizer)
+        self.allow_words = allow_words_from_yaml(config.recognizers_yaml) if config.recognizers_yaml else ()
         self.analyzer = AnalyzerEngine(
             nlp_engine=nlp_engine,
             registry=registry,
@@ -98,7 +102,7 @@ class Engines:
         model_entities = [*NER_ENTITIES, *(RAMPART_ENTITIES if self.ner and config.rampart and rampart else ())]
         self.entities = list(config.entities) + (list(dict.fromkeys(model_entities)) if self.ner else [])
         self.recognizers = sorted(
-            type(r).__name__ for r in registry.recognizers if set(r.supported_entities) & set(self.entities)
+            {r.name for r in registry.recognizers if set(r.supported_entities) & set(self.entities)}
         )
 
     def candidates(self, text: str) -> list[str]:
@@ -114,13 +118,14 @@ class Engines:
         entities = self.candidates(text)
         if not entities:
             return []
-        return self.analyzer.analyze(
+        found = self.analyzer.analyze(
             text,
             language="en",
             entities=entities,
             score_threshold=self.config.score_threshold,
             nlp_artifacts=nlp_artifacts,
         )
+        return filter_results(text, found, self.allow_words)
 
     def analyze_many(self, texts: Iterable[str]) -> dict[str, list]:
         """`analyze` of each distinct text; the spaCy pipeline runs once over all of them in

