@@ -63,12 +63,19 @@ def _stop_words() -> frozenset[str]:
     return frozenset(STOP_WORDS)
 
 
-def _not_a_word(text: str, span: list, stop_words: frozenset[str]) -> bool:
-    """False for a lower-case English function word the model read as a name or place ("is
-    mine." after a placeholder): a lower-case name is never one of them; "Will" and "May" are
-    capitalised and stay."""
+def _plausible(text: str, span: list, stop_words: frozenset[str]) -> bool:
+    """False for what the model labels but cannot be the thing: a lower-case English function
+    word as a name or place ("is mine." after a placeholder; "Will" and "May" are capitalised
+    and stay), a street line without a number ("Ubuntu", "macOS Sonoma"), a postcode with a dot
+    or under three characters ("24.04", "24")."""
     value = text[span[0] : span[1]]
-    return not (span[2] in GATED and value.islower() and value in stop_words)
+    if span[2] in GATED:
+        return not (value.islower() and value in stop_words)
+    if span[2] == "STREET_ADDRESS":
+        return any(c.isdigit() for c in value)
+    if span[2] == "POSTCODE":
+        return "." not in value and sum(c.isalnum() for c in value) >= 3
+    return True
 
 
 def _whole_words(text: str, spans: list[list]) -> list[list]:
@@ -180,7 +187,7 @@ def rampart_recognizer(
             return [
                 self._result(entity, start, end, _gate(entity, score))
                 for start, end, entity, score in _whole_words(text, spans)
-                if entity in wanted and _not_a_word(text, [start, end, entity], stop_words)
+                if entity in wanted and _plausible(text, [start, end, entity], stop_words)
             ]
 
         def _result(self, entity: str, start: int, end: int, score: float):
