@@ -17,6 +17,7 @@ from kto_pipeline.curate.redaction.ner import (
     ner_recognizers,
     nlp_configuration,
     prepare_pipeline,
+    self_introduction_recognizer,
 )
 from kto_pipeline.curate.redaction.rampart import ENTITIES as RAMPART_ENTITIES
 from kto_pipeline.curate.redaction.rampart import rampart_recognizer
@@ -70,7 +71,7 @@ class Engines:
         if model:
             prepare_pipeline(nlp_engine)
             registry.remove_recognizer("SpacyRecognizer")
-            for recognizer in [*ner_recognizers(), mailbox_name_recognizer()]:
+            for recognizer in [*ner_recognizers(), mailbox_name_recognizer(), self_introduction_recognizer()]:
                 registry.add_recognizer(recognizer)
             rampart = (
                 rampart_recognizer(

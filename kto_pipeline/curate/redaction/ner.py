@@ -119,3 +119,19 @@ def mailbox_name_recognizer() -> Any:
         name="MailboxNameRecognizer",
         patterns=[Pattern("mailbox display name", MAILBOX_NAME, 0.7)],
     )
+
+
+# A self-introduction at the start of a sentence: "Ines Doe here, my email is …". Two or three
+# capitalised words, so "Click here" and "Right here" are not names.
+SELF_INTRODUCTION = r"(?-i:(?:^|(?<=[.!?:]\s))[A-Z][\w'’-]+(?:[ \t]+[A-Z][\w'’-]+){1,2})(?=[ \t]+here\b)"
+
+
+def self_introduction_recognizer() -> Any:
+    """PERSON: "<First Last> here" opening a sentence."""
+    from presidio_analyzer import Pattern, PatternRecognizer
+
+    return PatternRecognizer(
+        supported_entity="PERSON",
+        name="SelfIntroductionRecognizer",
+        patterns=[Pattern("name here", SELF_INTRODUCTION, 0.6)],
+    )
