@@ -29,6 +29,7 @@ class RedactionResult:
 # found: the leak check, which re-scans with the same engines, then finds nothing by
 # construction, and whatever a re-scan would have flagged is redacted, not shipped.
 MAX_PASSES = 3
+MIN_ECHO_CHARS = 4  # shorter values ("Al", "42") are too often something else elsewhere
 PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*_\d+>")
 
 
@@ -63,7 +64,9 @@ class _RecordTexts:
         self.changed: list[str] = []  # the texts (by original) the last pass rewrote
 
     def apply(self, engines: Engines, found: Mapping[str, list]) -> None:
-        """Replace `found` (original text → hits in its current form)."""
+        """Replace `found` (original text → hits in its current form), and every other occurrence
+        of a found value in the record's texts."""
+        found = self._everywhere(found)
         todo = [t for t in self.current if found.get(t)]
         _number(self.mapping, [self.current[t] for t in todo], {self.current[t]: found[t] for t in todo})
         for t in todo:
@@ -73,6 +76,26 @@ class _RecordTexts:
             self.current[t] = result.text
             self.counts.update(item.entity_type for item in result.items)
         self.changed = todo
+
+    def _everywhere(self, found: Mapping[str, list]) -> dict[str, list]:
+        # A value found in one text of a record is personal wherever the record repeats it: the
+        # assistant echoing "481826448123" or "priya" back has no label or cue of its own.
+        from presidio_analyzer import RecognizerResult
+
+        values = {
+            (self.current[t][r.start : r.end], r.entity_type, r.score)
+            for t in self.current
+            for r in found.get(t, [])
+            if r.end - r.start >= MIN_ECHO_CHARS
+        }
+        out = {t: list(found.get(t, [])) for t in self.current}
+        for value, entity, score in sorted(values, key=lambda v: -len(v[0])):
+            pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
+            for t, results in out.items():
+                for m in pattern.finditer(self.current[t]):
+                    if not any(r.start < m.end() and m.start() < r.end for r in results):
+                        results.append(RecognizerResult(entity, m.start(), m.end(), score))
+        return out
 
     def output(self) -> list[str]:
         return [self.current[t] for t in self.texts]
