@@ -13,11 +13,10 @@ from kto_pipeline.curate.redaction.ner import (
     PERSON_CONTEXT,
     SPACY_NER_MODELS,
     context_enhancer,
-    mailbox_name_recognizer,
+    name_form_recognizers,
     ner_recognizers,
     nlp_configuration,
     prepare_pipeline,
-    self_introduction_recognizer,
 )
 from kto_pipeline.curate.redaction.rampart import ENTITIES as RAMPART_ENTITIES
 from kto_pipeline.curate.redaction.rampart import rampart_recognizer
@@ -71,7 +70,7 @@ class Engines:
         if model:
             prepare_pipeline(nlp_engine)
             registry.remove_recognizer("SpacyRecognizer")
-            for recognizer in [*ner_recognizers(), mailbox_name_recognizer(), self_introduction_recognizer()]:
+            for recognizer in [*ner_recognizers(), *name_form_recognizers()]:
                 registry.add_recognizer(recognizer)
             rampart = (
                 rampart_recognizer(

@@ -108,30 +108,21 @@ def ner_recognizers() -> list:
 # brackets name its owner. Case-sensitive inside (Presidio compiles patterns case-insensitively),
 # so "write to <a@b.com>" is not a name.
 MAILBOX_NAME = r"(?-i:\b(?!(?:From|To|Cc|Bcc|Sender|Reply|Contact|Email|Mail)\b)[A-Z][\w'’-]+(?:[ \t]+[A-Z][\w'’-]+){0,3})(?=[ \t]*<[^@\s<>]+@[^\s<>]+>)"
-
-
-def mailbox_name_recognizer() -> Any:
-    """PERSON: the display name of a mailbox ("From Mei Wei <mei.wei@example.org>")."""
-    from presidio_analyzer import Pattern, PatternRecognizer
-
-    return PatternRecognizer(
-        supported_entity="PERSON",
-        name="MailboxNameRecognizer",
-        patterns=[Pattern("mailbox display name", MAILBOX_NAME, 0.7)],
-    )
-
-
 # A self-introduction at the start of a sentence: "Ines Doe here, my email is …". Two or three
 # capitalised words, so "Click here" and "Right here" are not names.
 SELF_INTRODUCTION = r"(?-i:(?:^|(?<=[.!?:]\s))[A-Z][\w'’-]+(?:[ \t]+[A-Z][\w'’-]+){1,2})(?=[ \t]+here\b)"
+# (recognizer name, pattern name, regex, score): names these forms announce, whatever the models say.
+NAME_FORMS = (
+    ("MailboxNameRecognizer", "mailbox display name", MAILBOX_NAME, 0.7),
+    ("SelfIntroductionRecognizer", "name here", SELF_INTRODUCTION, 0.6),
+)
 
 
-def self_introduction_recognizer() -> Any:
-    """PERSON: "<First Last> here" opening a sentence."""
+def name_form_recognizers() -> list:
+    """PERSON: a mailbox's display name ("Mei Wei <mei.wei@example.org>") and "<First Last> here"."""
     from presidio_analyzer import Pattern, PatternRecognizer
 
-    return PatternRecognizer(
-        supported_entity="PERSON",
-        name="SelfIntroductionRecognizer",
-        patterns=[Pattern("name here", SELF_INTRODUCTION, 0.6)],
-    )
+    return [
+        PatternRecognizer(supported_entity="PERSON", name=name, patterns=[Pattern(label, regex, score)])
+        for name, label, regex, score in NAME_FORMS
+    ]
