@@ -25,6 +25,16 @@ from kto_pipeline.curate.redaction.recognizers.words import allow_words_from_yam
 from kto_pipeline.curate.redaction.triggers import DIGITS, TRIGGERS
 
 NLP_BATCH_SIZE = 64
+_DIGIT_RUNS = "0123456789012345678909876543210987654321"
+
+
+def trivial_number(value: str) -> bool:
+    """A number nobody is identified by: one digit repeated ("111111") or a run of consecutive
+    digits ("123456789", "987654321"), as in lists of common passwords and placeholder values."""
+    digits = "".join(c for c in value if c.isdigit())
+    if len(digits) < 4 or len(digits) < sum(c.isalnum() for c in value):
+        return False
+    return len(set(digits)) == 1 or digits in _DIGIT_RUNS
 
 
 def installed_spacy_model(config: RedactionConfig) -> str | None:
@@ -125,7 +135,7 @@ class Engines:
             score_threshold=self.config.score_threshold,
             nlp_artifacts=nlp_artifacts,
         )
-        return filter_results(text, found, self.allow_words)
+        return [r for r in filter_results(text, found, self.allow_words) if not trivial_number(text[r.start : r.end])]
 
     def analyze_many(self, texts: Iterable[str]) -> dict[str, list]:
         """`analyze` of each distinct text; the spaCy pipeline runs once over all of them in

@@ -66,13 +66,13 @@ def _stop_words() -> frozenset[str]:
 def _plausible(text: str, span: list, stop_words: frozenset[str]) -> bool:
     """False for what the model labels but cannot be the thing: a lower-case English function
     word as a name or place ("is mine." after a placeholder; "Will" and "May" are capitalised
-    and stay), a street line without a number ("Ubuntu", "macOS Sonoma"), a postcode with a dot
+    and stay), a street line without a number or without a word ("Ubuntu", "8,849 m"), a postcode with a dot
     or under three characters ("24.04", "24")."""
     value = text[span[0] : span[1]]
     if span[2] in GATED:
         return not (value.islower() and value in stop_words)
     if span[2] == "STREET_ADDRESS":
-        return any(c.isdigit() for c in value)
+        return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
     if span[2] == "POSTCODE":
         return "." not in value and sum(c.isalnum() for c in value) >= 3
     return True
