@@ -109,6 +109,7 @@ class Engines:
         self.config = config
         self.ner = model is not None
         self.ner_model = model
+        self.rampart = rampart
         model_entities = [*NER_ENTITIES, *(RAMPART_ENTITIES if self.ner and config.rampart and rampart else ())]
         self.entities = list(config.entities) + (list(dict.fromkeys(model_entities)) if self.ner else [])
         self.recognizers = sorted(
@@ -145,9 +146,15 @@ class Engines:
         todo = [text for text in distinct if self.candidates(text)]
         if not self.ner:
             return found | {text: self.analyze(text) for text in todo}
-        batches = self.analyzer.nlp_engine.process_batch(todo, language="en", batch_size=NLP_BATCH_SIZE)
-        for text, artifacts in batches:
-            found[text] = self.analyze(text, artifacts)
+        if self.rampart is not None:
+            self.rampart.prepare([text for text in todo if set(self.candidates(text)) & set(RAMPART_ENTITIES)])
+        try:
+            batches = self.analyzer.nlp_engine.process_batch(todo, language="en", batch_size=NLP_BATCH_SIZE)
+            for text, artifacts in batches:
+                found[text] = self.analyze(text, artifacts)
+        finally:
+            if self.rampart is not None:
+                self.rampart.forget()
         return found
 
 

@@ -38,6 +38,7 @@ ENTITIES = tuple(sorted(set(LABELS.values())))
 GATED = ("PERSON", "LOCATION")  # personal only in context; a street line or a postcode always is
 WINDOW_TOKENS = 510  # 512 with [CLS] and [SEP]
 STRIDE_TOKENS = 384
+BATCH_WINDOWS = 16
 
 
 def model_dir() -> Path | None:
@@ -124,6 +125,7 @@ def rampart_recognizer(
                 supported_language="en",
                 context=list(context),
             )
+            self.prepared: dict[str, tuple] = {}  # text → (encoding, token probabilities), see prepare
 
         def load(self) -> None:
             import onnxruntime as ort
@@ -143,21 +145,35 @@ def rampart_recognizer(
             )
             self.input_names = {i.name for i in self.session.get_inputs()}
             self.cls, self.sep = self.tokenizer.token_to_id("[CLS]"), self.tokenizer.token_to_id("[SEP]")
+            self.pad = self.tokenizer.token_to_id("[PAD]") or 0
 
-        def _token_probabilities(self, ids: list[int]) -> np.ndarray:
+        def _run(self, windows: list[list[int]]) -> list[np.ndarray]:
+            """Label probabilities of each window's tokens, in padded batches of similar length
+            (sorted by length, so padding stays small); [CLS] and [SEP] added and dropped here."""
+            out: list[np.ndarray] = [np.empty(0)] * len(windows)
+            order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+            for b in range(0, len(order), BATCH_WINDOWS):
+                batch = order[b : b + BATCH_WINDOWS]
+                width = max(len(windows[i]) for i in batch) + 2
+                ids = np.full((len(batch), width), self.pad, dtype=np.int64)
+                mask = np.zeros((len(batch), width), dtype=np.int64)
+                for row, i in enumerate(batch):
+                    window = [self.cls, *windows[i], self.sep]
+                    ids[row, : len(window)] = window
+                    mask[row, : len(window)] = 1
+                feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+                logits = self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0]
+                for row, i in enumerate(batch):
+                    z = logits[row, 1 : len(windows[i]) + 1]
+                    probs = np.exp(z - z.max(-1, keepdims=True))
+                    out[i] = probs / probs.sum(-1, keepdims=True)
+            return out
+
+        def _token_probabilities(self, ids: list[int], window_probs: list[np.ndarray]) -> np.ndarray:
             """(len(ids), labels) probabilities, each token's from the window it sits deepest in."""
             out = np.zeros((len(ids), len(self.id2label)), dtype=np.float32)
             depth = np.full(len(ids), -1)
-            for start, end in _windows(len(ids)):
-                window = [self.cls, *ids[start:end], self.sep]
-                feed = {"input_ids": np.array([window], dtype=np.int64)}
-                if "attention_mask" in self.input_names:
-                    feed["attention_mask"] = np.ones((1, len(window)), dtype=np.int64)
-                if "token_type_ids" in self.input_names:
-                    feed["token_type_ids"] = np.zeros((1, len(window)), dtype=np.int64)
-                logits = self.session.run(None, feed)[0][0][1:-1]
-                probs = np.exp(logits - logits.max(-1, keepdims=True))
-                probs /= probs.sum(-1, keepdims=True)
+            for (start, end), probs in zip(_windows(len(ids)), window_probs, strict=True):
                 positions = np.arange(start, end)
                 here = np.minimum(positions - start, end - 1 - positions)
                 better = here > depth[start:end]
@@ -165,14 +181,34 @@ def rampart_recognizer(
                 depth[start:end][better] = here[better]
             return out
 
+        def prepare(self, texts: list[str]) -> None:
+            """Run the model over many texts at once, batched; `analyze` then reads the result.
+            Presidio asks a recognizer about one text at a time, which leaves the model's
+            batching unused; the engines call this with a chunk's texts first."""
+            if not hasattr(self, "session"):
+                self.load()
+            todo = [t for t in dict.fromkeys(texts) if t.strip() and t not in self.prepared]
+            encodings = [self.tokenizer.encode(t, add_special_tokens=False) for t in todo]
+            windows = [[e.ids[a:b] for a, b in _windows(len(e.ids))] if e.ids else [] for e in encodings]
+            flat = self._run([w for ws in windows for w in ws])
+            at = 0
+            for text, encoding, ws in zip(todo, encodings, windows, strict=True):
+                probs = self._token_probabilities(encoding.ids, flat[at : at + len(ws)]) if ws else None
+                self.prepared[text] = (encoding, probs)
+                at += len(ws)
+
+        def forget(self) -> None:
+            self.prepared.clear()
+
         def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list:
             wanted = set(entities) & set(ENTITIES)
             if not wanted or not text.strip():
                 return []
-            encoding = self.tokenizer.encode(text, add_special_tokens=False)
-            if not encoding.ids:
+            if text not in self.prepared:
+                self.prepare([text])
+            encoding, probs = self.prepared.pop(text)
+            if probs is None:
                 return []
-            probs = self._token_probabilities(encoding.ids)
             spans: list[list] = []
             for (start, end), p in zip(encoding.offsets, probs, strict=True):
                 label = self.id2label[int(p.argmax())]
