@@ -300,16 +300,3 @@ def _to_disk_dataset(records: list[dict[str, Any]], folder: Path, state):
                 Dataset.from_list(records).save_to_disk(str(tmp))
                 tmp.rename(folder)
     return load_from_disk(str(folder))
-
-
-def _to_disk_dataset(records: list[dict[str, Any]], folder: Path, state):
-    """A Dataset backed by files under `folder`, so TRL's map/precompute caches land there."""
-    from datasets import Dataset, load_from_disk
-
-    with state.main_process_first():
-        if not (folder / "state.json").is_file():
-            if state.is_main_process:
-                tmp = folder.with_name(folder.name + f".tmp-{uuid.uuid4().hex[:8]}")
-                Dataset.from_list(records).save_to_disk(str(tmp))
-                tmp.rename(folder)
-    return load_from_disk(str(folder))
