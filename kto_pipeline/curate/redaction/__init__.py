@@ -11,8 +11,9 @@ on a small machine, none of which changes what is found:
     Presidio's batch engine only parallelises spaCy.
 """
 
-from kto_pipeline.curate.redaction.config import PATTERN_ENTITIES, RedactionConfig
+from kto_pipeline.curate.redaction.config import RedactionConfig
 from kto_pipeline.curate.redaction.engines import Engines, engines_for, installed_spacy_model, offline_tldextract
+from kto_pipeline.curate.redaction.entities import PATTERN_ENTITIES
 from kto_pipeline.curate.redaction.leaks import Leak, recognizers_used, scan_for_leaks
 from kto_pipeline.curate.redaction.ner import NER_ENTITIES, SHIPPED_NER_MODEL
 from kto_pipeline.curate.redaction.redact import RedactionResult, redact

@@ -1,31 +1,14 @@
-"""What redaction looks for: the entity types, and `RedactionConfig`."""
+"""`RedactionConfig`: what redaction looks for, from which score, with which models and processes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kto_pipeline.curate.redaction.recognizers.build import RULE_ENTITIES
-from kto_pipeline.curate.redaction.recognizers.national_ids import DEFAULT_NATIONAL_IDS
-from kto_pipeline.curate.redaction.recognizers.phones import DEFAULT_PHONE_REGIONS
-
-# Presidio's pattern-based entities that are PII. DATE_TIME and UUID are left out by default:
-# they are not personal, and redacting them would damage the training text.
-PATTERN_ENTITIES = (
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "IP_ADDRESS",
-    "URL",
-    "US_SSN",
-    "US_ITIN",
-    "US_BANK_NUMBER",
-    "US_PASSPORT",
-    "US_DRIVER_LICENSE",
-    "MEDICAL_LICENSE",
-    "UK_NHS",
-    "CRYPTO",
-    "MAC_ADDRESS",
+from kto_pipeline.curate.redaction.entities import (
+    DEFAULT_NATIONAL_IDS,
+    DEFAULT_PHONE_REGIONS,
+    PATTERN_ENTITIES,
+    RULE_ENTITIES,
 )
 
 

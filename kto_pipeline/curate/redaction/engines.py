@@ -20,8 +20,6 @@ from kto_pipeline.curate.redaction.ner import (
 )
 from kto_pipeline.curate.redaction.rampart import ENTITIES as RAMPART_ENTITIES
 from kto_pipeline.curate.redaction.rampart import rampart_recognizer
-from kto_pipeline.curate.redaction.recognizers import build_recognizers, filter_results
-from kto_pipeline.curate.redaction.recognizers.words import allow_words_from_yaml
 from kto_pipeline.curate.redaction.triggers import DIGITS, TRIGGERS
 
 NLP_BATCH_SIZE = 64
@@ -67,6 +65,9 @@ class Engines:
         from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
 
+        from kto_pipeline.curate.redaction.recognizers import build_recognizers, filter_results
+        from kto_pipeline.curate.redaction.recognizers.words import allow_words_from_yaml
+
         offline_tldextract()
         model = installed_spacy_model(config)
         if model:
@@ -98,6 +99,7 @@ class Engines:
         for recognizer in build_recognizers(config.phone_regions, config.national_ids, config.recognizers_yaml):
             registry.add_recognizer(recognizer)
         self.allow_words = allow_words_from_yaml(config.recognizers_yaml) if config.recognizers_yaml else ()
+        self.filter = filter_results
         self.analyzer = AnalyzerEngine(
             nlp_engine=nlp_engine,
             registry=registry,
@@ -105,7 +107,7 @@ class Engines:
             context_aware_enhancer=context_enhancer(),
         )
         self.anonymizer = AnonymizerEngine()
-        self.anonymizer.add_anonymizer(EntityCounter)
+        self.anonymizer.add_anonymizer(entity_counter_operator())
         self.config = config
         self.ner = model is not None
         self.ner_model = model
@@ -125,8 +127,9 @@ class Engines:
         digits = len(DIGITS.findall(text))
         return [e for e in self.entities if e not in TRIGGERS or TRIGGERS[e](text, digits)]
 
-    def analyze(self, text: str, nlp_artifacts: Any = None) -> list:
-        entities = self.candidates(text)
+    def analyze(self, text: str, nlp_artifacts: Any = None, entities: list[str] | None = None) -> list:
+        """Hits in `text` (`entities`: its candidate types, when the caller has them already)."""
+        entities = self.candidates(text) if entities is None else entities
         if not entities:
             return []
         found = self.analyzer.analyze(
@@ -136,29 +139,32 @@ class Engines:
             score_threshold=self.config.score_threshold,
             nlp_artifacts=nlp_artifacts,
         )
-        return [r for r in filter_results(text, found, self.allow_words) if not trivial_number(text[r.start : r.end])]
+        return [r for r in self.filter(text, found, self.allow_words) if not trivial_number(text[r.start : r.end])]
 
     def analyze_many(self, texts: Iterable[str]) -> dict[str, list]:
         """`analyze` of each distinct text; the spaCy pipeline runs once over all of them in
-        batches (nlp.pipe), which is where NER's cost goes, instead of text by text."""
-        distinct = list(dict.fromkeys(texts))
-        found: dict[str, list] = {text: [] for text in distinct}
-        todo = [text for text in distinct if self.candidates(text)]
+        batches (nlp.pipe), and Rampart too, which is where the models' cost goes."""
+        candidates = {text: self.candidates(text) for text in dict.fromkeys(texts)}
+        found: dict[str, list] = {text: [] for text in candidates}
+        todo = [text for text, entities in candidates.items() if entities]
         if not self.ner:
-            return found | {text: self.analyze(text) for text in todo}
+            return found | {text: self.analyze(text, entities=candidates[text]) for text in todo}
         if self.rampart is not None:
-            self.rampart.prepare([text for text in todo if set(self.candidates(text)) & set(RAMPART_ENTITIES)])
+            self.rampart.prepare([text for text in todo if set(candidates[text]) & set(RAMPART_ENTITIES)])
         try:
             batches = self.analyzer.nlp_engine.process_batch(todo, language="en", batch_size=NLP_BATCH_SIZE)
             for text, artifacts in batches:
-                found[text] = self.analyze(text, artifacts)
+                found[text] = self.analyze(text, artifacts, candidates[text])
         finally:
             if self.rampart is not None:
                 self.rampart.forget()
         return found
 
 
-def _operator_class():
+@lru_cache(maxsize=1)
+def entity_counter_operator():
+    """Presidio's Operator class for typed, numbered placeholders, built on first use so that
+    importing this module does not import Presidio."""
     from presidio_anonymizer.operators import Operator, OperatorType
 
     class EntityCounter(Operator):
@@ -181,9 +187,6 @@ def _operator_class():
             return OperatorType.Anonymize
 
     return EntityCounter
-
-
-EntityCounter = _operator_class()
 
 
 @lru_cache(maxsize=4)

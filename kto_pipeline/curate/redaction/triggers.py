@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kto_pipeline.curate.redaction.entities import RULE_ENTITIES
+
 # A text can only hold an entity when it holds the entity's trigger. Each trigger is a
 # superset of the recognizer's own patterns (checked against Presidio's in the tests).
 DIGITS = re.compile(r"\d")
@@ -25,17 +27,9 @@ TRIGGERS: dict[str, Any] = {
     "CRYPTO": lambda t, d: _CRYPTO_HINT.search(t) is not None,
     "MAC_ADDRESS": lambda t, d: d >= 1 and (":" in t or "-" in t or "." in t),
     # A name, a place or a street needs a letter: answers like "68" never reach the NER models.
-    "PERSON": lambda t, d: _LETTERS.search(t) is not None,
-    "LOCATION": lambda t, d: _LETTERS.search(t) is not None,
-    "STREET_ADDRESS": lambda t, d: _LETTERS.search(t) is not None,
-    "POSTCODE": lambda t, d: d >= 1,
-    # The rule recognizers' types all hold digits (recognizers/).
-    "DATE_OF_BIRTH": lambda t, d: d >= 1,
-    "FR_NIR": lambda t, d: d >= 1,
-    "DE_TAX_ID": lambda t, d: d >= 1,
-    "IN_AADHAAR": lambda t, d: d >= 1,
-    "IN_PAN": lambda t, d: d >= 1,
-    "UK_NINO": lambda t, d: d >= 1,
+    **dict.fromkeys(("PERSON", "LOCATION", "STREET_ADDRESS"), lambda t, d: _LETTERS.search(t) is not None),
+    # Every other type our rule recognizers add holds a digit (recognizers/).
+    **dict.fromkeys((e for e in RULE_ENTITIES if e != "STREET_ADDRESS"), lambda t, d: d >= 1),
 }
 _LETTERS = re.compile(r"[^\W\d_]")
 _IBAN_HINT = re.compile(r"[A-Za-z]{2}\s?\d{2}")

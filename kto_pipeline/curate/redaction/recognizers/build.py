@@ -7,6 +7,11 @@ from pathlib import Path
 
 from presidio_analyzer import EntityRecognizer, RecognizerRegistry
 
+from kto_pipeline.curate.redaction.entities import (  # noqa: F401 - re-exported
+    DEFAULT_NATIONAL_IDS,
+    DEFAULT_PHONE_REGIONS,
+    RULE_ENTITIES,
+)
 from kto_pipeline.curate.redaction.recognizers.addresses import (
     postcode_context_recognizer,
     street_context_recognizer,
@@ -15,20 +20,9 @@ from kto_pipeline.curate.redaction.recognizers.addresses import (
 from kto_pipeline.curate.redaction.recognizers.banking import CardRecognizer, IbanTrailingWordRecognizer
 from kto_pipeline.curate.redaction.recognizers.dates import dob_recognizer
 from kto_pipeline.curate.redaction.recognizers.names import NameCueRecognizer
-from kto_pipeline.curate.redaction.recognizers.national_ids import DEFAULT_NATIONAL_IDS, NATIONAL_IDS, ssn_recognizer
-from kto_pipeline.curate.redaction.recognizers.phones import DEFAULT_PHONE_REGIONS, phone_recognizer
+from kto_pipeline.curate.redaction.recognizers.national_ids import NATIONAL_IDS, ssn_recognizer
+from kto_pipeline.curate.redaction.recognizers.phones import phone_recognizer
 from kto_pipeline.curate.redaction.recognizers.words import DEFAULT_YAML, allow_words_from_yaml, yaml_file
-
-RULE_ENTITIES: tuple[str, ...] = (
-    "STREET_ADDRESS",
-    "POSTCODE",
-    "DATE_OF_BIRTH",
-    "FR_NIR",
-    "DE_TAX_ID",
-    "IN_AADHAAR",
-    "IN_PAN",
-    "UK_NINO",
-)
 
 
 def yaml_recognizers(path: str | Path) -> list[EntityRecognizer]:

@@ -14,12 +14,10 @@ from presidio_analyzer.predefined_recognizers import (
     UkNinoRecognizer,
 )
 
+from kto_pipeline.curate.redaction.entities import DEFAULT_NATIONAL_IDS  # noqa: F401 - re-exported
 from kto_pipeline.curate.redaction.recognizers.context import ContextPatternRecognizer, WindowContext
 from kto_pipeline.curate.redaction.recognizers.phones import digit_run
 from kto_pipeline.curate.redaction.recognizers.words import FLAGS, digits_of
-
-DEFAULT_NATIONAL_IDS: tuple[str, ...] = ("FR_NIR", "DE_TAX_ID", "IN_AADHAAR", "IN_PAN", "UK_NINO")
-
 
 _SSN_CONTEXT = ("ssn", "ssns", "ssn#", "ss#", "ss no", "social security", "social sec", "soc sec")
 

@@ -9,6 +9,7 @@ import regex
 from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
+from kto_pipeline.curate.redaction.entities import DEFAULT_PHONE_REGIONS
 from kto_pipeline.curate.redaction.recognizers.context import WindowContext
 from kto_pipeline.curate.redaction.recognizers.words import FLAGS, digits_of
 
@@ -17,7 +18,6 @@ from kto_pipeline.curate.redaction.recognizers.words import FLAGS, digits_of
 # spaCy pipeline; a single digit-heavy message costs 0.5-0.9 ms a region. CA is left out (US matches every +1
 # number); IE, AT, CH, BE, PL, ... cost the same each. DE accepts local numbers from four digits: the recognizer
 # drops matches under seven digits.
-DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU", "BR")
 
 _PHONE_CUES = (
     "phone", "telephone", "tel", "tél", "mobile", "cell", "cellphone", "handy", "telefon", "téléphone",
