@@ -74,6 +74,21 @@ def plan_dump_runs(
 _MAX_RUN_KEY_CHARS = 250
 
 
+def _weeks_of(feedback_source: FeedbackSource, dumps: list[DumpFile]) -> Callable[[DumpFile], set[str]]:
+    """The weeks a dump's records land in, with every dump read once (on the first new or
+    changed dump of the tick) so that ratings and the responses they name are joined."""
+    cache: dict[str, dict] = {}
+
+    def weeks_of(dump: DumpFile) -> set[str]:
+        if not cache:
+            cache["weeks"], cache["unreadable"] = feedback_source.weeks_by_dump(CALENDAR, dumps)
+        if dump.name in cache["unreadable"]:
+            raise DumpReadError(cache["unreadable"][dump.name])
+        return cache["weeks"].get(dump.name, set())
+
+    return weeks_of
+
+
 def run_key(week: str, dump_versions: list[str]) -> str:
     """`week:name@version,...`, readable in the UI; a digest of it when many dumps share a week."""
     key = f"{week}:" + ",".join(sorted(dump_versions))
@@ -96,7 +111,7 @@ def feedback_dump_sensor(context: dg.SensorEvaluationContext, feedback_source: F
         return dg.SkipReason(str(exc))
     plan = plan_dump_runs(
         dumps,
-        lambda dump: feedback_source.weeks_touched(dump, CALENDAR),
+        _weeks_of(feedback_source, dumps),
         cursor,
         feedback_weeks.get_last_partition_key(),
     )

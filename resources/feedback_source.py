@@ -8,9 +8,9 @@ import dagster as dg
 from pydantic import Field
 
 from kto_pipeline.core.weeks import WeekCalendar
-from kto_pipeline.ingest.adapters import ADAPTER_FORMATS
 from kto_pipeline.ingest.dumps import DumpFile, list_dumps
-from kto_pipeline.ingest.load import IngestOptions, IngestResult, ingest, weeks_touched
+from kto_pipeline.ingest.load import IngestResult, ingest
+from kto_pipeline.ingest.options import ADAPTER_FORMATS, IngestOptions
 from resources.library_config import config_from
 
 
@@ -18,7 +18,17 @@ class FeedbackSource(
     config_from(
         IngestOptions,
         base=dg.ConfigurableResource,
-        fields=["format", "min_edit_distance", "max_text_chars"],
+        fields=[
+            "format",
+            "min_edit_distance",
+            "max_text_chars",
+            "feedback_names",
+            "thumb_up_min",
+            "thumb_down_max",
+            "thumb_categories",
+            "demonstrations",
+            "feedback_lookback_days",
+        ],
         name="FeedbackSourceConfig",
     )
 ):
@@ -44,5 +54,12 @@ class FeedbackSource(
             self.list_dumps() if dumps is None else dumps, self.ingest_options(calendar), self.storage_options
         )
 
-    def weeks_touched(self, dump: DumpFile, calendar: WeekCalendar) -> set[str]:
-        return weeks_touched(dump, self.ingest_options(calendar), self.storage_options)
+    def weeks_by_dump(
+        self, calendar: WeekCalendar, dumps: list[DumpFile]
+    ) -> tuple[dict[str, set[str]], dict[str, str]]:
+        """(dump → the weeks its records land in, joined with every other dump; unreadable
+        dump → why). A thumb in a new dump lands in its own week even when the response it
+        rates sits in an older dump, and a late response lands in its ratings' week."""
+        unreadable: dict[str, str] = {}
+        result = ingest(dumps, self.ingest_options(calendar), self.storage_options, unreadable=unreadable)
+        return result.weeks_by_dump(), unreadable

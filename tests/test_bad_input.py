@@ -60,11 +60,11 @@ def run(tmp_path: Path, files: dict[str, bytes], **options) -> IngestResult:
 
 def assert_accounting(result: IngestResult) -> None:
     total = result.summary()
-    assert total["records_in"] == total["records_kept"] + total["records_quarantined"]
+    assert total["records_in"] == total["records_kept"] + total["records_quarantined"] + total["records_skipped"]
     weekly = [result.for_week(w).summary() for w in sorted(result.weeks())]
     for w in weekly:
-        assert w["records_in"] == w["records_kept"] + w["records_quarantined"]
-    for key in ("records_in", "records_kept", "records_quarantined", "rows_out"):
+        assert w["records_in"] == w["records_kept"] + w["records_quarantined"] + w["records_skipped"]
+    for key in ("records_in", "records_kept", "records_quarantined", "records_skipped", "rows_out"):
         assert sum(w[key] for w in weekly) == total[key], key
     # every quarantined record sits in a week the result knows about
     assert set(result.quarantine["week"]) <= result.weeks()

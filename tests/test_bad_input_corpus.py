@@ -26,11 +26,11 @@ from assets.score import scored_feedback
 from conftest import assert_rows_accounted, checks
 from conftest import curation_resources as _resources
 from conftest import materialization_metadata as _meta
-from kto_pipeline.core.accounting import account_counts
 from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.contract import Reason
 from kto_pipeline.ingest.dumps import DumpReadError, list_dumps
 from kto_pipeline.ingest.load import IngestOptions, ingest, records_kept
+from kto_pipeline.ingest.parts import SkipReason
 from resources import FeedbackSource, ParquetIOManager
 
 CORPUS = Path(__file__).parent / "bad_input_corpus"
@@ -42,6 +42,7 @@ CAL = WeekCalendar(start_date="2025-01-06", day_offset=1)  # the deployment defa
 WEEKS = (make_corpus.W1, make_corpus.W2)
 CURATION = [raw_feedback, redacted_feedback, deduplicated_feedback, scored_feedback, balanced_feedback]
 REASONS = {v for k, v in vars(Reason).items() if k.isupper()}
+SKIP_REASONS = {v for k, v in vars(SkipReason).items() if k.isupper()}
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Expected:
     quarantined: Counter
     week: str | None
     generated: bool
+    skipped: Counter  # valid records not trained on (a response nobody rated), listed beside the reasons
 
 
 _ROW = re.compile(
@@ -68,15 +70,15 @@ def readme_expectations() -> dict[str, Expected]:
         m = _ROW.match(row)
         if not m:
             continue
-        reasons = Counter()
+        reasons, skipped = Counter(), Counter()
         if m["quarantined"].strip() != "–":
             for part in m["quarantined"].split(","):
                 r = _REASON.match(part.strip())
                 assert r, f"README: cannot read {part!r} in {row!r}"
-                reasons[r["reason"]] += int(r["n"] or 1)
+                (skipped if r["reason"] in SKIP_REASONS else reasons)[r["reason"]] += int(r["n"] or 1)
         week = m["week"].strip()
         out[m["file"]] = Expected(
-            int(m["records"]), int(m["kept"]), reasons, None if week == "–" else week, bool(m["generated"])
+            int(m["records"]), int(m["kept"]), reasons, None if week == "–" else week, bool(m["generated"]), skipped
         )
     return out
 
@@ -124,7 +126,7 @@ def test_the_readme_lists_every_file_and_the_generator_reproduces_them():
     )
     assert sum(map(len, committed.values())) < 300_000  # the megabytes are generated, not committed
     for name, e in EXPECTED.items():
-        assert e.records == e.kept + sum(e.quarantined.values()), name
+        assert e.records == e.kept + sum(e.quarantined.values()) + sum(e.skipped.values()), name
         assert set(e.quarantined) <= REASONS, name
 
 
@@ -135,17 +137,18 @@ def test_the_corpus_through_the_library_gives_the_readme_counts(corpus):
     assert q["raw"].notna().all() or set(q.loc[q["raw"].isna(), "reason"]) <= {Reason.TRUNCATED_FILE}
     for name, e in EXPECTED.items():
         rows, bad = result.rows[result.rows["dump"] == name], q[q["dump"] == name]
+        skipped = result.ledger[(result.ledger["dump"] == name) & (result.ledger["fate"] == "skipped")]
         assert (records_kept(rows), len(bad)) == (e.kept, sum(e.quarantined.values())), name
         assert Counter(bad["reason"]) == e.quarantined, name
-        assert set(rows["week"]) | set(bad["week"]) == ({e.week} if e.week else set()), name
-        # Every record of the file is kept or quarantined, once: lines 1..records, no gaps.
-        assert sorted(set(rows["line"]) | set(bad["line"])) == list(range(1, e.records + 1)), name
-        assert not set(rows["line"]) & set(bad["line"]), name
+        assert Counter(skipped["reason"]) == e.skipped, name
+        assert set(rows["week"]) | set(bad["week"]) | set(skipped["week"]) == ({e.week} if e.week else set()), name
+        # Every record of the file is kept, quarantined or skipped, once: lines 1..records, no gaps.
+        lines = [*set(rows["line"]), *bad["line"], *skipped["line"]]
+        assert sorted(lines) == list(range(1, e.records + 1)), name
     # Records in = kept + quarantined with a reason, in total and per week.
     assert result.weeks() == set(WEEKS)
     for part in [result, *(result.for_week(w) for w in WEEKS)]:
-        s = part.summary()
-        account = account_counts(s["records_in"], s["records_kept"], part.quarantine, unit="records")
+        account = part.account()
         assert account.balanced, account.summary()
     assert result.summary()["records_in"] == sum(e.records for e in EXPECTED.values())
     # Rerunning reads the same.
@@ -171,10 +174,11 @@ def test_the_corpus_through_dagster_every_step_accounts_for_every_row(corpus, tm
         assert all(e.passed for e in checks(result).values()), week
         expected = [e for e in EXPECTED.values() if e.week == week]
         meta = _meta(result, "raw_feedback")
-        assert (meta["records_in"], meta["records_kept"], meta["records_quarantined"]) == (
+        assert (meta["records_in"], meta["records_kept"], meta["records_quarantined"], meta["records_skipped"]) == (
             sum(e.records for e in expected),
             sum(e.kept for e in expected),
             sum(sum(e.quarantined.values()) for e in expected),
+            sum(sum(e.skipped.values()) for e in expected),
         )
         quarantine = pd.read_parquet(storage / "raw_feedback_quarantine" / f"{week}.parquet")
         assert Counter(quarantine["reason"]) == sum((e.quarantined for e in expected), Counter())

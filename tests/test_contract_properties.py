@@ -27,7 +27,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kto_pipeline.core.accounting import account_counts
 from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.contract import (
     QUARANTINE_DTYPES,
@@ -364,14 +363,14 @@ def check_accounting(result: IngestResult, n_records: int) -> None:
     summary (what the asset reports) can be computed."""
     total = result.summary()
     assert total["records_in"] == n_records
-    assert account_counts(total["records_in"], total["records_kept"], result.quarantine, unit="records").balanced
+    assert result.account().balanced, result.account().summary()
     weekly = []
     for week in sorted(result.weeks()):
         part = result.for_week(week)  # what raw_feedback reports for the week
-        weekly.append(s := part.summary())
-        account = account_counts(s["records_in"], s["records_kept"], part.quarantine, unit="records")
+        weekly.append(part.summary())
+        account = part.account()
         assert account.balanced, (week, account.summary())
-    for key in ("records_in", "records_kept", "records_quarantined", "rows_out"):
+    for key in ("records_in", "records_kept", "records_quarantined", "records_skipped", "rows_out"):
         assert sum(s[key] for s in weekly) == total[key], key
 
 
@@ -422,16 +421,19 @@ def check_contract(result: IngestResult) -> None:
 
 
 def check_every_record_once(result: IngestResult, files: dict[str, list[Item]]) -> None:
-    """Each line is kept (as its rows) or quarantined, never both, never twice; valid records
-    are kept with the rows the contract promises; junk with a known fault has its reason."""
+    """Each line is kept (as its rows), quarantined or skipped (a shape read as a response nobody
+    rated), never two of them, never twice; valid records are kept with the rows the contract
+    promises; junk with a known fault has its reason."""
     kept: dict[tuple, list[dict]] = {}
     for r in _records(result.rows):
         kept.setdefault((r["dump"], r["line"]), []).append(r)
     reasons = {(e["dump"], e["line"]): e["reason"] for e in _records(result.quarantine)}
     assert len(reasons) == len(result.quarantine)  # quarantined once
+    skipped = result.ledger[result.ledger["fate"] == "skipped"]
+    skipped = set(zip(skipped["dump"], skipped["line"], strict=True))
     every = {(name, n) for name, items in files.items() for n in range(1, len(items) + 1)}
-    assert set(kept) | set(reasons) == every
-    assert not set(kept) & set(reasons)
+    assert set(kept) | set(reasons) | skipped == every
+    assert not set(kept) & set(reasons) and not skipped & (set(kept) | set(reasons))
     for name, items in files.items():
         for n, item in enumerate(items, start=1):
             if item.expected_reason is not None:
@@ -456,6 +458,8 @@ def check_home_weeks(result: IngestResult) -> None:
     latest = pd.Timestamp(WRITTEN) + FUTURE_TOLERANCE
     placed: dict[str, set[str]] = {}
     for r in _records(result.rows):
+        placed.setdefault(r["dump"], set()).add(r["week"])
+    for r in _records(result.ledger[result.ledger["fate"] == "skipped"]):  # responses nobody rated
         placed.setdefault(r["dump"], set()).add(r["week"])
     homeless = []
     for e in _records(result.quarantine):

@@ -90,11 +90,9 @@ def compared(rows: pd.DataFrame) -> list[tuple]:
 
 
 def assert_accounting(result: IngestResult) -> None:
-    s = result.summary()
-    assert s["records_in"] == s["records_kept"] + s["records_quarantined"]
+    assert result.account().balanced, result.account().summary()
     for week in result.weeks():
-        w = result.for_week(week).summary()
-        assert w["records_in"] == w["records_kept"] + w["records_quarantined"], week
+        assert result.for_week(week).account().balanced, week
 
 
 # Four production records; one carries a real edit, one text needs CSV quoting.
@@ -871,7 +869,8 @@ def test_langsmith_run_with_feedback_list(tmp_path):
     assert set(rows["prompt"]) == {"How do I connect the Slack integration?"}
     assert set(rows["record_id"]) == {LANGSMITH_RUN["id"]}
     assert rows.loc[0, ["user_id", "conversation_id", "model_version"]].tolist() == ["u-17", "thread-3", "gpt-4o-mini"]
-    assert rows.loc[0, "timestamp"] == ts("2026-10-28T14:05:00.123456Z")
+    # The label's week is the feedback's: its time, not the run's.
+    assert rows.loc[0, "timestamp"] == ts("2026-10-28T14:06:00Z")
     assert json.loads(rows.loc[0, "metadata"]) == LANGSMITH_RUN["extra"]["metadata"]
 
 
@@ -908,11 +907,11 @@ def test_langsmith_flat_feedback_row_joined_with_run(tmp_path):
     ].values.tolist() == [
         ["run-77", "thumb", True, "How do I export my data?", "Use Reports → Export.", "u-3", "s-8", "support-v3"],
     ]
-    assert rows.loc[0, "timestamp"] == ts("2026-10-28T22:00:00Z")  # the run's time, not the feedback's
+    assert rows.loc[0, "timestamp"] == ts("2026-10-29T09:00:00Z")  # the feedback's time, not the run's
 
-    # Without the run's start time, the feedback's time decides the week.
-    no_start = {k: v for k, v in row_in.items() if k != "start_time"}
-    assert one_record(tmp_path, no_start).rows.loc[0, "timestamp"] == ts("2026-10-29T09:00:00Z")
+    # Feedback without a time is dated by its run.
+    undated = {k: v for k, v in row_in.items() if k != "created_at"}
+    assert one_record(tmp_path, undated).rows.loc[0, "timestamp"] == ts("2026-10-28T22:00:00Z")
 
 
 def test_format_auto_detection_and_adapt():
@@ -927,7 +926,7 @@ def test_format_auto_detection_and_adapt():
     assert adapt(cases["openai"]).completion == "c"
     assert adapt(cases["paired"]).kind == "pair"
     with pytest.raises(ValueError, match="unknown feedback format"):
-        adapt(cases["contract"], "nonsense")
+        IngestOptions(format="nonsense")
 
 
 def test_forced_format_quarantines_records_it_does_not_fit(tmp_path):

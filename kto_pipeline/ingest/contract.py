@@ -42,6 +42,8 @@ class Reason:
     BAD_FIELD = "bad_field"
     TEXT_TOO_LONG = "text_too_long"
     DUPLICATE_RECORD = "duplicate_record"
+    TOOL_CALL_RESPONSE = "tool_call_response"  # a rated response that only calls tools: no text to train on
+    ORPHAN_FEEDBACK = "orphan_feedback"  # feedback whose response is in no dump within the look-back
 
 
 class ContractError(ValueError):
@@ -60,6 +62,7 @@ SIGNAL_EDIT = "edit"  # the user's edited text: desirable
 SIGNAL_EDIT_ORIGINAL = "edit_original"  # the text the user had to fix: undesirable
 SIGNAL_PAIR_CHOSEN = "pair_chosen"
 SIGNAL_PAIR_REJECTED = "pair_rejected"
+SIGNAL_DEMONSTRATION = "demonstration"  # a fine-tuning example the team wrote or approved: desirable
 SIGNAL_SYNTHETIC_IMPROVED = "synthetic_improved"  # a teacher's better answer to a thumbs-down prompt: desirable
 SIGNAL_SYNTHETIC_DEGRADED = (
     "synthetic_degraded"  # a teacher's deliberately flawed answer to a thumbs-up prompt: undesirable
@@ -280,8 +283,9 @@ def metadata_json(value: Any) -> str | None:
 class CanonicalRecord:
     """One input record after its adapter, before validation of lengths and expansion.
 
-    `kind` is "feedback" (a response with a thumb and/or an edit) or "pair" (a
-    chosen/rejected pair, which becomes one desirable and one undesirable row).
+    `kind` is "feedback" (a response with a thumb and/or an edit), "pair" (a chosen/rejected
+    pair, which becomes one desirable and one undesirable row) or "demonstration" (an example
+    answer from a fine-tuning file: one desirable row).
     """
 
     timestamp: Any

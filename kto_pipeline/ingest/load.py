@@ -1,15 +1,20 @@
-"""Dumps → normalised training rows and a quarantine, assigned to feedback weeks.
+"""Dumps → normalised training rows, a quarantine and a ledger, assigned to feedback weeks.
 
-Every input record ends in exactly one place: kept (as one row, or two for an edit or a
-pair) in the week of its timestamp, or quarantined with a reason. A record whose week cannot
-be read (a malformed line, a missing timestamp), that falls before the first week, or that is
-later than its dump was written, is quarantined in its dump's home week: the earliest week the
-dump's readable timestamps fall in. Records are processed in dump-name and
-line order, so the first occurrence of a duplicate is the one kept, on every rerun.
+Every record read ends in exactly one place (see ledger.py): kept, quarantined with a reason,
+or skipped with a reason. Whole records (the contract, TRL rows, inline-scored traces) are
+checked as they are read; responses and ratings exported apart are matched by join.py once
+every dump has been read, so feedback finds its response in whichever dump holds it, and the
+row lands in the week the feedback was given.
+
+A record whose week cannot be read (a malformed line, a missing timestamp), that falls before
+the first week, or that is later than its dump was written, is placed in its dump's home week:
+the earliest week the dump's readable timestamps fall in. Records are processed in dump-name
+and line order, so the first occurrence of a duplicate is the one kept, on every rerun.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Iterable
@@ -20,147 +25,46 @@ import pandas as pd
 
 from kto_pipeline.core.missing import is_missing
 from kto_pipeline.core.weeks import WeekCalendar
-from kto_pipeline.ingest.adapters import ADAPTER_FORMATS, adapt
+from kto_pipeline.ingest.adapters import adapt, format_of
 from kto_pipeline.ingest.contract import (
     QUARANTINE_DTYPES,
     ROW_DTYPES,
-    SIGNAL_EDIT,
-    SIGNAL_EDIT_ORIGINAL,
-    SIGNAL_PAIR_CHOSEN,
-    SIGNAL_PAIR_REJECTED,
-    SIGNAL_THUMB,
-    SOURCE_PRODUCTION,
     CanonicalRecord,
     ContractError,
     Reason,
-    content_hash,
     frame_from_records,
-    metadata_json,
-    normalise_label,
-    normalise_messages,
-    optional_str,
     parse_timestamp,
-    render_messages,
 )
-from kto_pipeline.ingest.dumps import DumpFile, read_dump, safe_preview
-from kto_pipeline.ingest.edits import is_trivial_edit
+from kto_pipeline.ingest.dumps import DumpFile, DumpReadError, read_dump, safe_preview
+from kto_pipeline.ingest.join import HeldRating, HeldResponse, Joined, Origin, join
+from kto_pipeline.ingest.ledger import (
+    KEPT,
+    QUARANTINED,
+    ROLE_RATING,
+    ROLE_RECORD,
+    ROLE_RESPONSE,
+    SKIPPED,
+    UNREADABLE_FORMAT,
+    IngestResult,
+    ledger_frame,
+    records_kept,
+)
+from kto_pipeline.ingest.options import IngestOptions
+from kto_pipeline.ingest.parts import DUMP_WRITTEN_AT, Rating, Response, SkipReason
+from kto_pipeline.ingest.records import FUTURE_TOLERANCE, checked_timestamp, record_rows
 
-_TIMESTAMP_KEYS = ("timestamp", "created_at", "start_time", "created", "time")
-# Clock skew allowed between the app that logged a record and the store that holds its dump.
-FUTURE_TOLERANCE = pd.Timedelta(days=1)
+__all__ = ["FUTURE_TOLERANCE", "IngestOptions", "IngestResult", "ingest", "records_kept", "weeks_touched"]
 
-
-@dataclass(frozen=True)
-class IngestOptions:
-    """How dump records are read: which adapter, which edits count, how long a text may be."""
-
-    format: str = field(default="auto", metadata={"help": f"Adapter: one of {', '.join(ADAPTER_FORMATS)}"})
-    min_edit_distance: float = field(
-        default=0.02,
-        metadata={"help": "Edits closer than this normalised edit distance to the original are ignored"},
-    )
-    max_text_chars: int = field(default=100_000, metadata={"help": "Longer prompts or responses are quarantined"})
-    calendar: WeekCalendar = field(
-        default_factory=WeekCalendar, metadata={"help": "The feedback weeks records are assigned to"}
-    )
-
-
-def records_kept(rows: pd.DataFrame) -> int:
-    """Input records behind a frame of rows (an edit or a pair gives two rows, one record)."""
-    return int(rows[["dump", "line"]].drop_duplicates().shape[0])
+_TIMESTAMP_KEYS = ("timestamp", "created_at", "start_time", "startTime", "created", "time")
 
 
-@dataclass
-class IngestResult:
-    rows: pd.DataFrame
-    quarantine: pd.DataFrame
-    records_in: Counter  # week → records read (kept + quarantined)
-    trivial_edits: Counter  # week → edits too small to become rows
-
-    def weeks(self) -> set[str]:
-        return set(self.records_in)
-
-    def for_week(self, week: str) -> IngestResult:
-        rows = self.rows[self.rows["week"] == week].reset_index(drop=True)
-        quarantine = self.quarantine[self.quarantine["week"] == week].reset_index(drop=True)
-        return IngestResult(
-            rows, quarantine, Counter({week: self.records_in[week]}), Counter({week: self.trivial_edits[week]})
-        )
-
-    def summary(self) -> dict[str, Any]:
-        """Counts a person checks first; records in = records kept + records quarantined."""
-        kept = records_kept(self.rows)
-        signals = self.rows["signal"].value_counts()
-        return {
-            "records_in": int(sum(self.records_in.values())),
-            "records_kept": kept,
-            "records_quarantined": len(self.quarantine),
-            "rows_out": len(self.rows),
-            "desirable": int(self.rows["label"].sum()),
-            "undesirable": int((~self.rows["label"]).sum()),
-            "edits_expanded": int(signals.get(SIGNAL_EDIT, 0)),
-            "trivial_edits_skipped": int(sum(self.trivial_edits.values())),
-            "pairs_expanded": int(signals.get(SIGNAL_PAIR_CHOSEN, 0)),
-            "quarantined_by_reason": {
-                str(k): int(v) for k, v in self.quarantine["reason"].value_counts().sort_index().items()
-            },
-        }
-
-
-def _text(value: Any, missing: str, bad: str, what: str, max_chars: int) -> str:
+def _lenient_timestamp(value: Any) -> pd.Timestamp | None:
     if is_missing(value):
-        raise ContractError(missing, f"{what} is missing or empty")
-    if not isinstance(value, str):
-        raise ContractError(bad, f"{what} of type {type(value).__name__}, expected text")
-    if len(value) > max_chars:
-        raise ContractError(Reason.TEXT_TOO_LONG, f"{what} has {len(value)} characters (limit {max_chars})")
-    return value
-
-
-def _prompt(value: Any, max_chars: int) -> tuple[str, str | None]:
-    """(text, messages JSON or None) of a prompt given as text or chat messages."""
-    if isinstance(value, list):
-        if not value:
-            raise ContractError(Reason.MISSING_PROMPT, "prompt has no messages")
-        messages = normalise_messages(value, Reason.BAD_PROMPT)
-        text = render_messages(messages)
-        if not any(m["content"].strip() for m in messages):
-            raise ContractError(Reason.MISSING_PROMPT, "prompt messages are all empty")
-        if len(text) > max_chars:
-            raise ContractError(Reason.TEXT_TOO_LONG, f"prompt has {len(text)} characters (limit {max_chars})")
-        return text, json.dumps(messages, ensure_ascii=False)
-    return _text(value, Reason.MISSING_PROMPT, Reason.BAD_PROMPT, "prompt", max_chars), None
-
-
-def _training_rows(rec: CanonicalRecord, options: IngestOptions) -> tuple[list[tuple[str, bool, str]], bool]:
-    """[(completion, label, signal)] of a record, and whether it carried a trivial edit."""
-    limit = options.max_text_chars
-    if rec.kind == "pair":
-        chosen = _text(rec.completion, Reason.MISSING_COMPLETION, Reason.BAD_COMPLETION, "chosen", limit)
-        rejected = _text(rec.rejected, Reason.MISSING_COMPLETION, Reason.BAD_COMPLETION, "rejected", limit)
-        if chosen == rejected:
-            raise ContractError(Reason.BAD_COMPLETION, "chosen and rejected are the same text")
-        return [(chosen, True, SIGNAL_PAIR_CHOSEN), (rejected, False, SIGNAL_PAIR_REJECTED)], False
-    completion = _text(rec.completion, Reason.MISSING_COMPLETION, Reason.BAD_COMPLETION, "completion", limit)
-    edit = None
-    if not is_missing(rec.edited_completion):
-        edit = _text(rec.edited_completion, Reason.BAD_EDIT, Reason.BAD_EDIT, "edited_completion", limit)
-    label = None if is_missing(rec.label) else normalise_label(rec.label)
-    if edit is not None and not is_trivial_edit(completion, edit, options.min_edit_distance):
-        return [(edit, True, SIGNAL_EDIT), (completion, False, SIGNAL_EDIT_ORIGINAL)], False
-    if label is None:
-        detail = "no label and the edit is too small to count" if edit is not None else "label is missing"
-        raise ContractError(Reason.MISSING_LABEL, detail)
-    return [(completion, label, SIGNAL_THUMB)], edit is not None
-
-
-def _record_id(rec: CanonicalRecord, ts: pd.Timestamp, content: tuple) -> str:
-    """The record's own id, or a hash of its normalised content: the same feedback gets the
-    same id whatever format it arrived in (a CSV "true" and a JSON true are one record)."""
-    explicit = optional_str(rec.id, "id")
-    if explicit is not None:
-        return explicit
-    return content_hash(ts.isoformat(), rec.kind, *content)
+        return None
+    try:
+        return parse_timestamp(value)
+    except ContractError:
+        return None
 
 
 def _raw_timestamp(value: Any) -> pd.Timestamp | None:
@@ -169,10 +73,7 @@ def _raw_timestamp(value: Any) -> pd.Timestamp | None:
         return None
     for key in _TIMESTAMP_KEYS:
         if value.get(key) is not None:
-            try:
-                return parse_timestamp(value[key])
-            except ContractError:
-                return None
+            return _lenient_timestamp(value[key])
     return None
 
 
@@ -182,113 +83,196 @@ def _preview(value: Any) -> str:
 
 @dataclass
 class _Collected:
+    options: IngestOptions
+    storage_options: dict | None = None
     rows: list[dict] = field(default_factory=list)
+    entries: list[dict] = field(default_factory=list)  # ledger entries of kept and skipped records
     quarantine: list[dict] = field(default_factory=list)
-    records_in: Counter = field(default_factory=Counter)
     trivial: Counter = field(default_factory=Counter)
     seen: dict[str, str] = field(default_factory=dict)  # record id → where it was first read
+    responses: list[HeldResponse] = field(default_factory=list)
+    ratings: list[HeldRating] = field(default_factory=list)
+    home: dict[str, str] = field(default_factory=dict)  # dump → home week
+    not_after: dict[str, pd.Timestamp | None] = field(default_factory=dict)
 
+    def week_or_home(self, ts: pd.Timestamp | None, dump: str) -> str:
+        """The week of `ts` if it is one the calendar can close, else the dump's home week."""
+        cal, limit = self.options.calendar, self.not_after.get(dump)
+        if ts is None or cal.week_of(ts) < cal.first_week or (limit is not None and ts > limit):
+            return self.home[dump]
+        return cal.week_of(ts)
 
-def _parse(
-    value: dict, options: IngestOptions, seen: dict[str, str], not_after: pd.Timestamp | None
-) -> tuple[pd.Timestamp, str, list[dict], bool]:
-    """(timestamp, record id, training rows without lineage, trivial edit?) or ContractError."""
-    rec = adapt(value, options.format)
-    if is_missing(rec.timestamp):
-        raise ContractError(Reason.MISSING_TIMESTAMP, "timestamp is missing")
-    ts = parse_timestamp(rec.timestamp)
-    if options.calendar.week_of(ts) < options.calendar.first_week:
-        raise ContractError(
-            Reason.BEFORE_START_DATE,
-            f"timestamp {ts.isoformat()} is before the first week {options.calendar.first_week}",
+    def settle(self, origin: Origin, role: str, fate: str, week: str, reason: str | None = None) -> None:
+        self.entries.append(
+            {"week": week, "dump": origin.dump, "line": origin.line, "format": origin.format, "role": role}
+            | {"fate": fate, "reason": reason}
         )
-    if not_after is not None and ts > not_after:
-        # Its week may never close (the year 3000), so it would never be seen: say so now.
-        raise ContractError(
-            Reason.FUTURE_TIMESTAMP,
-            f"timestamp {ts.isoformat()} is after its dump was written ({not_after - FUTURE_TOLERANCE:%Y-%m-%d %H:%M} UTC)",
+
+    def quarantined(self, origin: Origin, role: str, week: str, exc: ContractError, raw: str, ts=None) -> None:
+        self.quarantine.append(
+            {"dump": origin.dump, "line": origin.line, "week": week, "reason": exc.reason, "detail": exc.detail}
+            | {"record_id": exc.record_id, "timestamp": ts, "raw": raw, "format": origin.format, "role": role}
         )
-    prompt, messages = _prompt(rec.prompt, options.max_text_chars)
-    out, trivial_edit = _training_rows(rec, options)
-    common = {
-        "timestamp": ts,
-        "prompt": prompt,
-        "prompt_messages": messages,
-        "source": SOURCE_PRODUCTION,
-        "conversation_id": optional_str(rec.conversation_id, "conversation_id"),
-        "user_id": optional_str(rec.user_id, "user_id"),
-        "model_version": optional_str(rec.model_version, "model_version"),
-        "metadata": metadata_json(rec.metadata),
-    }
-    record_id = _record_id(rec, ts, (prompt, messages, out, common["user_id"], common["conversation_id"]))
-    common["record_id"] = record_id
-    if record_id in seen:
-        raise ContractError(Reason.DUPLICATE_RECORD, f"record {record_id} already read at {seen[record_id]}", record_id)
-    rows = [
-        {**common, "row_id": content_hash(record_id, signal), "completion": text, "label": label, "signal": signal}
-        for text, label, signal in out
-    ]
-    return ts, record_id, rows, trivial_edit
 
 
-def _ingest_dump(dump: DumpFile, options: IngestOptions, storage_options: dict | None, acc: _Collected) -> None:
-    cal = options.calendar
+def _ingest_dump(dump: DumpFile, acc: _Collected) -> None:
+    options, cal = acc.options, acc.options.calendar
     unplaced: list[dict] = []  # quarantine entries waiting for the dump's home week
     weeks_seen: list[str] = []
     not_after = None if dump.mtime is None else pd.Timestamp(dump.mtime, unit="s", tz="UTC") + FUTURE_TOLERANCE
-    for raw in read_dump(dump, storage_options):
-        entry = {"dump": dump.name, "line": raw.line, "record_id": None, "timestamp": None}
+    acc.not_after[dump.name] = not_after
+
+    def note_week(ts: pd.Timestamp | None) -> None:
+        if ts is not None and cal.week_of(ts) >= cal.first_week and (not_after is None or ts <= not_after):
+            weeks_seen.append(cal.week_of(ts))
+
+    for raw in read_dump(dump, acc.storage_options):
         if raw.reason is not None:
-            entry.update(reason=raw.reason, detail=raw.detail, raw=raw.raw)
-            unplaced.append(entry)
+            origin = Origin(dump.name, raw.line, UNREADABLE_FORMAT)
+            unplaced.append({"origin": origin, "role": ROLE_RECORD, "exc": ContractError(raw.reason, raw.detail)})
+            unplaced[-1]["raw"] = raw.raw
             continue
+        origin = Origin(dump.name, raw.line, format_of(raw.value, options.format))
         try:
-            ts, record_id, rows, trivial_edit = _parse(raw.value, options, acc.seen, not_after)
+            adapted = adapt(raw.value, options)
+            if isinstance(adapted, CanonicalRecord):
+                if adapted.timestamp == DUMP_WRITTEN_AT:
+                    adapted = dataclasses.replace(adapted, timestamp=_written_at(dump))
+                ts, record_id, rows, trivial_edit = record_rows(adapted, options, acc.seen, not_after)
+                acc.seen[record_id] = str(origin)
+                week = cal.week_of(ts)
+                weeks_seen.append(week)
+                acc.trivial[week] += int(trivial_edit)
+                acc.rows.extend({**row, "week": week, "dump": dump.name, "line": raw.line} for row in rows)
+                acc.settle(origin, ROLE_RECORD, KEPT, week)
+            elif isinstance(adapted, Response):
+                inline = [
+                    HeldRating(r, origin, _rating_time(r, options, not_after), inline=True) for r in adapted.ratings
+                ]
+                ts = _lenient_timestamp(adapted.record.timestamp)
+                note_week(ts)
+                acc.responses.append(HeldResponse(adapted, origin, ts, _preview(raw.value), inline))
+            elif isinstance(adapted, Rating):
+                ts = _rating_time(adapted, options, not_after)
+                note_week(ts)
+                acc.ratings.append(HeldRating(adapted, origin, ts, _preview(raw.value)))
+            else:
+                ts = _lenient_timestamp(adapted.timestamp)
+                note_week(ts)
+                unplaced.append({"origin": origin, "skip": adapted, "ts": ts})
         except ContractError as exc:
             ts = _raw_timestamp(raw.value)
-            entry.update(
-                reason=exc.reason, detail=exc.detail, raw=_preview(raw.value), timestamp=ts, record_id=exc.record_id
-            )
-            week = None if ts is None else cal.week_of(ts)
+            item = {"origin": origin, "role": ROLE_RECORD, "exc": exc, "raw": _preview(raw.value), "ts": ts}
             # Not only FUTURE_TIMESTAMP: a record dated after its dump that fails an earlier rule
             # (its adapter, say) must not open a week that may never close either.
-            if (
-                week is None
-                or week < cal.first_week
-                or exc.reason == Reason.FUTURE_TIMESTAMP
-                or (not_after is not None and ts > not_after)
-            ):
-                unplaced.append(entry)
+            if exc.reason != Reason.FUTURE_TIMESTAMP:
+                note_week(ts)
             else:
-                weeks_seen.append(week)
-                acc.quarantine.append({**entry, "week": week})
-                acc.records_in[week] += 1
-            continue
-        acc.seen[record_id] = f"{dump.name}:{raw.line}"
-        week = cal.week_of(ts)
-        weeks_seen.append(week)
-        acc.records_in[week] += 1
-        acc.trivial[week] += int(trivial_edit)
-        acc.rows.extend({**row, "week": week, "dump": dump.name, "line": raw.line} for row in rows)
-    if unplaced:
-        home = min(weeks_seen) if weeks_seen else _fallback_week(dump, cal)
-        acc.quarantine.extend({**entry, "week": home} for entry in unplaced)
-        acc.records_in[home] += len(unplaced)
+                item["ts_week"] = False
+            unplaced.append(item)
+    acc.home[dump.name] = min(weeks_seen) if weeks_seen else _fallback_week(dump, cal)
+    for item in unplaced:
+        ts = item.get("ts")
+        week = acc.home[dump.name] if item.get("ts_week") is False else acc.week_or_home(ts, dump.name)
+        if "skip" in item:
+            acc.settle(item["origin"], ROLE_RECORD, SKIPPED, week, item["skip"].reason)
+        else:
+            acc.quarantined(item["origin"], item["role"], week, item["exc"], item["raw"], ts)
+
+
+def _written_at(dump: DumpFile) -> pd.Timestamp:
+    if dump.mtime is None:
+        raise ContractError(Reason.MISSING_TIMESTAMP, "the record has no time and its dump's write time is unknown")
+    return pd.Timestamp(dump.mtime, unit="s", tz="UTC")
+
+
+def _rating_time(rating: Rating, options: IngestOptions, not_after: pd.Timestamp | None) -> pd.Timestamp | None:
+    return None if is_missing(rating.timestamp) else checked_timestamp(rating.timestamp, options, not_after)
+
+
+def _settle_joined(item: Joined, acc: _Collected) -> None:
+    held, options = item.held, acc.options
+    record = dataclasses.replace(
+        held.response.record,
+        label=item.label,
+        edited_completion=item.edit,
+        timestamp=item.timestamp if item.timestamp is not None else held.response.record.timestamp,
+    )
+    external = [r for r in item.used + item.superseded if not r.inline]
+    try:
+        if held.response.error is not None:
+            raise held.response.error
+        # A rating's time was checked against its own dump's date (the response's dump may be
+        # older); a time that comes from the response is checked against the response's dump.
+        dated_by_response = all(r.timestamp is None for r in item.used)
+        not_after = acc.not_after.get(held.origin.dump) if dated_by_response else None
+        ts, record_id, rows, trivial_edit = record_rows(record, options, acc.seen, not_after)
+    except ContractError as exc:
+        week = acc.week_or_home(item.timestamp, held.origin.dump)
+        acc.quarantined(held.origin, ROLE_RESPONSE, week, exc, held.raw, item.timestamp)
+        for r in external:
+            acc.settle(r.origin, ROLE_RATING, SKIPPED, week, SkipReason.RESPONSE_QUARANTINED)
+        return
+    acc.seen[record_id] = str(held.origin)
+    week = options.calendar.week_of(ts)
+    acc.trivial[week] += int(trivial_edit)
+    acc.rows.extend({**row, "week": week, "dump": held.origin.dump, "line": held.origin.line} for row in rows)
+    acc.settle(held.origin, ROLE_RESPONSE, KEPT, week)
+    for r in external:
+        fate, reason = (KEPT, None) if any(r is u for u in item.used) else (SKIPPED, SkipReason.SUPERSEDED)
+        acc.settle(r.origin, ROLE_RATING, fate, week, reason)
+
+
+def _settle_join(acc: _Collected) -> None:
+    result = join(acc.responses, acc.ratings, pd.Timedelta(days=acc.options.feedback_lookback_days))
+    for item in result.joined:
+        _settle_joined(item, acc)
+    for held in result.unrated:
+        acc.settle(
+            held.origin, ROLE_RESPONSE, SKIPPED, acc.week_or_home(held.timestamp, held.origin.dump), SkipReason.UNRATED
+        )
+    for orphan in result.orphans:
+        r = orphan.rating
+        week = acc.week_or_home(r.timestamp, r.origin.dump)
+        acc.quarantined(
+            r.origin, ROLE_RATING, week, ContractError(Reason.ORPHAN_FEEDBACK, orphan.detail), r.raw, r.timestamp
+        )
+    for dup in result.duplicates:
+        exc = ContractError(
+            Reason.DUPLICATE_RECORD, f"record {dup.record_id} already read at {dup.first}", dup.record_id
+        )
+        acc.quarantined(
+            dup.origin, dup.role, acc.week_or_home(dup.timestamp, dup.origin.dump), exc, dup.raw, dup.timestamp
+        )
 
 
 def ingest(
     dumps: Iterable[DumpFile],
     options: IngestOptions | None = None,
     storage_options: dict | None = None,
+    unreadable: dict[str, str] | None = None,
 ) -> IngestResult:
-    options = options or IngestOptions()
-    acc = _Collected()
+    """Every record of `dumps`, joined and assigned to weeks. A dump that cannot be read at all
+    raises DumpReadError, unless `unreadable` is given: then it is left out and listed there."""
+    acc = _Collected(options or IngestOptions(), storage_options)
     for dump in sorted(dumps, key=lambda d: d.name):
-        _ingest_dump(dump, options, storage_options, acc)
+        try:
+            _ingest_dump(dump, acc)
+        except DumpReadError as exc:  # raised before the dump yields a record
+            if unreadable is None:
+                raise
+            unreadable[dump.name] = str(exc)
+    _settle_join(acc)
+    quarantine = sorted(acc.quarantine, key=lambda e: (e["dump"], e["line"]))
+    ledger = acc.entries + [
+        {k: e[k] for k in ("week", "dump", "line", "format", "role", "reason")} | {"fate": QUARANTINED}
+        for e in quarantine
+    ]
+    rows = sorted(acc.rows, key=lambda r: (r["dump"], r["line"]))  # stable: an edit's two rows stay in order
     return IngestResult(
-        frame_from_records(acc.rows, ROW_DTYPES),
-        frame_from_records(sorted(acc.quarantine, key=lambda e: (e["dump"], e["line"])), QUARANTINE_DTYPES),
-        +acc.records_in,
+        frame_from_records(rows, ROW_DTYPES),
+        frame_from_records(quarantine, QUARANTINE_DTYPES),
+        ledger_frame(ledger),
         +acc.trivial,
     )
 
@@ -304,5 +288,5 @@ def _fallback_week(dump: DumpFile, cal: WeekCalendar) -> str:
 def weeks_touched(
     dump: DumpFile, options: IngestOptions | None = None, storage_options: dict | None = None
 ) -> set[str]:
-    """The weeks whose rows or quarantine this dump contributes to."""
+    """The weeks whose rows or quarantine this dump alone contributes to."""
     return ingest([dump], options, storage_options).weeks()
