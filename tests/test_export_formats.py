@@ -535,7 +535,7 @@ def test_the_sensor_runs_the_week_a_late_thumb_lands_in(tmp_path):
 
 def test_raw_feedback_over_every_export_reports_per_format_counts(tmp_path):
     dumps = tmp_path / "exports"
-    for vendor in ("langfuse_api", "langsmith", "openai", "tensorzero"):
+    for vendor in ("langfuse_api", "langfuse_blob", "langsmith", "openai", "tensorzero"):
         _copy(vendor, dumps)
     library = _ingest(dumps).for_week(WEEK)
     storage = tmp_path / "warehouse"
@@ -559,11 +559,11 @@ def test_raw_feedback_over_every_export_reports_per_format_counts(tmp_path):
     table = {r.data["format"]: r.data for r in meta["records_by_format"].records}
     assert set(table) == {"langfuse", "langsmith", "openai", "tensorzero"}
     assert {fmt: (t["records"], t["joined"], t["orphaned"], t["unrated"], t["kept"]) for fmt, t in table.items()} == {
-        "langfuse": (12, 4, 1, 1, 8),
+        "langfuse": (19, 7, 1, 2, 12),
         "langsmith": (12, 6, 0, 0, 8),
         "openai": (8, 0, 0, 1, 4),
         "tensorzero": (11, 5, 0, 0, 7),
     }
-    assert meta["records_in"] == meta["records_kept"] + meta["records_quarantined"] + meta["records_skipped"] == 43
+    assert meta["records_in"] == meta["records_kept"] + meta["records_quarantined"] + meta["records_skipped"] == 50
     [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "rows_accounted"]
     assert check.passed
