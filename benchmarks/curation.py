@@ -37,6 +37,7 @@ import pandas as pd
 import psutil
 
 from benchmarks.corpus import make_rows
+from benchmarks.embedder_backends import agreement, backend_lines, decisions, dedup_with, selection_agreement
 
 RESULTS = Path(__file__).parent / "results"
 WEEK = "2026-10-05"  # the generated week (benchmarks.corpus)
@@ -239,13 +240,15 @@ def _stage_dict(stage: Stage) -> dict:
     return {**stage.__dict__, "rows_per_s": stage.rows_per_s}
 
 
-def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tuple[dict, pd.DataFrame, np.ndarray]:
-    """Redaction and deduplication of one week, with their baselines (unchanged from the
-    redaction + dedup benchmark). Returns the week's figures, the kept rows and their vectors."""
-    from kto_pipeline.curate.dedup import DedupConfig, deduplicate, embed_rows
-    from kto_pipeline.curate.embeddings import TextEmbedder
+def redact_and_dedup(
+    n: int, args: argparse.Namespace, sampler: MemorySampler
+) -> tuple[dict, pd.DataFrame, np.ndarray, dict]:
+    """Redaction and deduplication of one week, with their baselines, and the same dedup with
+    every other embedder backend (agreement with torch's fp32 decisions). Returns the week's
+    figures, the kept rows, their vectors and each backend's vectors by row_id."""
     from kto_pipeline.curate.redaction import RedactionConfig, redact
 
+    baseline_rows = args.baseline_rows
     rows = make_rows(n, seed=7)
     print(
         f"\n== {n} rows (mean prompt {rows['prompt'].str.len().mean():.0f} chars, completion {rows['completion'].str.len().mean():.0f})",
@@ -254,39 +257,84 @@ def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tupl
     stages: list[Stage] = []
     week_start = time.perf_counter()
 
-    red: dict = {}
-    redaction_config = RedactionConfig()
-    with timed(sampler, red):
-        redacted = redact(rows, redaction_config)
-    stages.append(
-        Stage(
-            "redaction", n, red["seconds"], red["peak_mib"], notes={"entities": sum(redacted.entities_found.values())}
+    if args.skip_redaction:
+        redacted_rows = rows
+    else:
+        red: dict = {}
+        redaction_config = RedactionConfig()
+        with timed(sampler, red):
+            redacted = redact(rows, redaction_config)
+        redacted_rows = redacted.rows
+        stages.append(
+            Stage(
+                "redaction",
+                n,
+                red["seconds"],
+                red["peak_mib"],
+                notes={"entities": sum(redacted.entities_found.values())},
+            )
         )
-    )
-    print(f"redaction: {n / red['seconds']:.0f} rows/s", flush=True)
+        print(f"redaction: {n / red['seconds']:.0f} rows/s", flush=True)
 
-    embedder = TextEmbedder()
-    embedder.embed(["warm up"])
-    dedup_config = DedupConfig(embedding_model=embedder.name)
-    embedded = {}
-
-    def embed(frame):
-        embedded["rows"] = len(frame)
-        return embed_rows(frame, embedder.embed)
-
-    result = deduplicate(redacted.rows, embed, None, dedup_config)
+    dedup_start = time.perf_counter()
+    result, embedder, vectors, load_s = dedup_with(redacted_rows, args.embedder_backend, args.embedder_cache)
     week_seconds = time.perf_counter() - week_start
     for name, start, end in result.info["stages"]:
-        count = embedded.get("rows", 0) if name in ("embedding", "semdedup") else n
+        count = result.info["rows_embedded"] if name in ("embedding", "semdedup") else n
         stages.append(Stage(name, count, end - start, sampler.peak_above_start(start, end) / 2**20))
-    for stage in stages[1:]:
+    by_name = {s.name: s for s in stages}
+    by_name["embedding"].notes = {"backend": args.embedder_backend, "load_seconds": load_s}
+    for stage in stages:
         print(f"{stage.name}: {stage.rows_per_s:.0f} rows/s over {stage.rows} rows", flush=True)
+
+    # MinHash signatures alone (the stage above also fills and queries the LSH index).
+    from kto_pipeline.curate.dedup import row_signatures
+
+    t = time.perf_counter()
+    row_signatures(redacted_rows["prompt"].astype(str).tolist(), redacted_rows["completion"].astype(str).tolist())
+    by_name["minhash"].notes = {"signatures_rows_per_s": n / (time.perf_counter() - t)}
+    print(f"minhash signatures alone: {by_name['minhash'].notes['signatures_rows_per_s']:.0f} rows/s", flush=True)
+
+    # The same week with the other embedder backends: their speed, and how many of SemDeDup's
+    # decisions they change against torch's fp32 model (the reference).
+    backends = {args.embedder_backend: (result, embedder, vectors, by_name["embedding"].seconds)}
+    for backend in args.compare_backends:
+        if backend in backends:
+            continue
+        print(f"dedup again with the {backend} embedder …", flush=True)
+        other, emb_other, vec_other, _ = dedup_with(redacted_rows, backend, args.embedder_cache)
+        seconds = next(end - start for name, start, end in other.info["stages"] if name == "embedding")
+        backends[backend] = (other, emb_other, vec_other, seconds)
+    reference = backends.get("torch")
+    backend_notes = {}
+    for backend, (res, emb, _, seconds) in backends.items():
+        note = {
+            "embedder": emb.name,
+            "onnx_file": str(emb.onnx_path) if emb.onnx_path else None,
+            "rows": res.info["rows_embedded"],
+            "seconds": seconds,
+            "rows_per_s": res.info["rows_embedded"] / seconds,
+            "counts": res.counts,
+        }
+        if reference is not None:
+            note["semdedup_agreement"] = agreement(decisions(reference[0]), decisions(res), "semantic_duplicate")
+            note["speedup_vs_torch"] = reference[3] / seconds
+        backend_notes[backend] = note
+        print(
+            f"embedder {backend}: {note['rows_per_s']:.1f} rows/s"
+            + (
+                f", {note['speedup_vs_torch']:.2f}x torch; SemDeDup same decision {note['semdedup_agreement']['same_decision']:.2%}"
+                if reference is not None
+                else ""
+            ),
+            flush=True,
+        )
 
     sample = rows.head(min(baseline_rows, n))
     print(f"baselines on {len(sample)} rows …", flush=True)
-    by_name = {s.name: s for s in stages}
-    by_name["redaction"].baseline = presidio_default(sample, sampler)
-    by_name["minhash"].baseline = datasketch_default(sample, sampler, dedup_config)
+    if not args.skip_redaction:
+        by_name["redaction"].baseline = presidio_default(sample, sampler)
+    by_name["minhash"].baseline = datasketch_default(sample, sampler, _dedup_config())
     by_name["embedding"].baseline = sentence_transformers_default(sample.head(min(len(sample), 1000)), sampler)
     for s in stages:
         if s.baseline:
@@ -297,14 +345,25 @@ def redact_and_dedup(n: int, baseline_rows: int, sampler: MemorySampler) -> tupl
     week = {
         "rows": n,
         "week_seconds": week_seconds,
+        "dedup_seconds": week_seconds - (dedup_start - week_start),
+        "redaction_skipped": bool(args.skip_redaction),
         "week_peak_mib": sampler.peak_above_start(week_start, week_start + week_seconds) / 2**20,
         "counts": result.counts,
-        "rows_embedded": embedded.get("rows", 0),
+        "rows_embedded": result.info["rows_embedded"],
         "embedding_model": embedder.name,
         "embedding_device": embedder.device,
+        "embedder_backends": backend_notes,
         "stages": [_stage_dict(s) for s in stages],
     }
-    return week, result.kept, result.kept_embeddings
+    kept_ids = result.kept["row_id"].astype(str)
+    per_backend = {b: np.stack([v[2][r] for r in kept_ids]) for b, v in backends.items()}
+    return week, result.kept, result.kept_embeddings, per_backend
+
+
+def _dedup_config():
+    from kto_pipeline.curate.dedup import DedupConfig
+
+    return DedupConfig()
 
 
 def _distinct(rows: pd.DataFrame) -> tuple[int, int, float, float]:
@@ -432,6 +491,11 @@ def score_select_balance(
         )
     )
     print(f"selection: {n / se['seconds']:.0f} rows/s, kept {selection.counts['kept']} of {n}", flush=True)
+    sel_agreement = selection_agreement(kept, scores, args.per_backend, (selection_config.threshold, 0.7))
+    for b, by_t in sel_agreement.items():
+        print(
+            f"selection with {b} vectors: " + ", ".join(f"t={t} same {v['same_decision']:.2%}" for t, v in by_t.items())
+        )
 
     # (c) KTO class balance of the selected rows.
     ba: dict = {}
@@ -501,20 +565,24 @@ def score_select_balance(
         "balanced": balanced.counts,
         "weights": {"desirable": w.desirable, "undesirable": w.undesirable, "ratio": w.ratio, "in_range": w.in_range},
         "new_stages": [_stage_dict(s) for s in stages],
+        "selection_agreement": sel_agreement,
     }
 
 
 def run_week(n: int, args: argparse.Namespace, sampler: MemorySampler, scorer_path: Path) -> dict:
     from kto_pipeline.curate.deita import TransformersScoreBackend
 
+    load_start = os.getloadavg()
+
     cache = Path(args.dedup_cache) / f"week-{n}-seed7.pkl" if args.dedup_cache else None
     if cache is not None and cache.exists():
         saved = pickle.loads(cache.read_bytes())
         week, kept, embeddings = saved["week"], saved["kept"], saved["kept_embeddings"]
+        per_backend = saved.get("per_backend", {})
         week["redaction_dedup_from_cache"] = saved["date"]
         print(f"\n== {n} rows: redaction + dedup figures and output from {cache} (run {saved['date']})", flush=True)
     else:
-        week, kept, embeddings = redact_and_dedup(n, args.baseline_rows, sampler)
+        week, kept, embeddings, per_backend = redact_and_dedup(n, args, sampler)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_bytes(
@@ -523,6 +591,7 @@ def run_week(n: int, args: argparse.Namespace, sampler: MemorySampler, scorer_pa
                         "week": week,
                         "kept": kept,
                         "kept_embeddings": embeddings,
+                        "per_backend": per_backend,
                         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     }
                 )
@@ -534,6 +603,7 @@ def run_week(n: int, args: argparse.Namespace, sampler: MemorySampler, scorer_pa
     )
     backend.score(["warm up"])  # loads the tokenizer and the model
     load_s = time.perf_counter() - t
+    args.per_backend = per_backend
     new = score_select_balance(kept, embeddings, backend, load_s, args, sampler)
     week["stages"] = week["stages"] + new.pop("new_stages")
     week.update(new)
@@ -542,6 +612,7 @@ def run_week(n: int, args: argparse.Namespace, sampler: MemorySampler, scorer_pa
     week["path_seconds_as_run"] = week["week_seconds"] + after_dedup + by["scoring"]["seconds"]
     week["path_seconds"] = week["week_seconds"] + after_dedup + by["scoring"]["notes"]["week_scoring_seconds"]
     week["path_scoring_estimated"] = by["scoring"]["notes"]["week_scoring_estimated"]
+    week["load_average"] = {"start": load_start, "end": os.getloadavg()}
     print(
         f"raw → balanced: {week['path_seconds'] / 60:.1f} min"
         + (" (scoring extrapolated)" if week["path_scoring_estimated"] else ""),
@@ -609,13 +680,19 @@ def _real_scorer_section(report: dict) -> list[str]:
     return lines
 
 
+def _load(values) -> str:
+    return "n/a" if not values else " / ".join(f"{v:.2f}" for v in values)
+
+
 def _markdown(report: dict) -> str:
     lines = [
         "# Curation benchmark",
         "",
         f"Command: `{report['command']}`  ",
         f"Machine: {report['machine']}  ",
-        f"Date: {report['date']}",
+        f"Date: {report['date']}  ",
+        "Load average (1, 5, 15 min): "
+        + f"{_load(report.get('load_average_start'))} at the start, {_load(report.get('load_average_end'))} at the end",
         "",
         *([f"**Note:** {report['note']}", ""] if report.get("note") else []),
         "Rows/s per stage of one generated week (≈300-character prompts and completions, 15% of texts",
@@ -637,10 +714,14 @@ def _markdown(report: dict) -> str:
         by = {s["name"]: s for s in week["stages"]}
         sn = by["scoring"]["notes"]
         est = " (scoring extrapolated)" if week["path_scoring_estimated"] else ""
+        first = "dedup (redaction not run)" if week.get("redaction_skipped") else "redaction + dedup"
         lines += [
-            f"## {week['rows']:,} rows: raw → balanced {week['path_seconds'] / 60:.1f} min{est}; redaction + dedup {week['week_seconds'] / 60:.1f} min, peak +{week['week_peak_mib']:.0f} MiB",
+            f"## {week['rows']:,} rows: raw → balanced {week['path_seconds'] / 60:.1f} min{est}; {first} {week['week_seconds'] / 60:.1f} min, peak +{week['week_peak_mib']:.0f} MiB",
             "",
         ]
+        if week.get("load_average"):
+            la = week["load_average"]
+            lines += [f"Load average during this week: {_load(la['start'])} → {_load(la['end'])}.", ""]
         if week.get("redaction_dedup_from_cache"):
             lines += [
                 f"Redaction and dedup figures (and their output) reused from a run of {week['redaction_dedup_from_cache']}.",
@@ -663,6 +744,14 @@ def _markdown(report: dict) -> str:
             lines.append(
                 f"| {s['name']} | {_fmt_rows(s)} | {_rate(s['rows_per_s'])} | {s['peak_mib']:.0f} | {base_txt} | {ratio} |"
             )
+        sig = (by["minhash"].get("notes") or {}).get("signatures_rows_per_s")
+        if sig:
+            lines += [
+                "",
+                f"MinHash signatures alone (prompt and completion, every row): {sig:,.0f} rows/s; the minhash row adds "
+                "datasketch's MinHashLSH (filled in bulk) and the verification of its candidates.",
+            ]
+        lines += backend_lines(week)
         kept = week["counts"]
         drops = {k: v for k, v in kept.items() if k not in ("rows_in", "kept") and v}
         lines += [
@@ -757,8 +846,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dedup-cache", default=None, help="folder to save each week's dedup output in, and reuse it from when present"
     )
+    parser.add_argument(
+        "--embedder-backend", default=None, help="the dedup embedder's backend (default: EmbedderConfig's)"
+    )
+    parser.add_argument(
+        "--compare-backends",
+        nargs="*",
+        default=["torch", "onnx", "onnx-int8"],
+        help="backends the week is also deduplicated with, for their speed and agreement with torch",
+    )
+    parser.add_argument("--embedder-cache", default=None, help="where exported ONNX graphs are cached")
+    parser.add_argument(
+        "--skip-redaction", action="store_true", help="dedup the raw rows (redaction is benchmarked on its own)"
+    )
+    parser.add_argument("--note", default=None, help="a note printed at the top of the report")
     parser.add_argument("--out", default=str(RESULTS / "curation"))
     args = parser.parse_args(argv)
+    if args.embedder_backend is None:
+        from kto_pipeline.curate.embeddings import EmbedderConfig
+
+        args.embedder_backend = EmbedderConfig.backend
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     import torch
@@ -774,6 +881,8 @@ def main(argv: list[str] | None = None) -> int:
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
         ).stdout.strip(),
         "weeks": [],
+        "load_average_start": os.getloadavg(),
+        **({"note": args.note} if args.note else {}),
     }
     started = time.perf_counter()
     scorer_path = build_tiny_causal_lm(args.scorer_dir)
@@ -788,6 +897,7 @@ def main(argv: list[str] | None = None) -> int:
             report["weeks"].append(run_week(n, args, sampler, scorer_path))
             # Written after every week, so a long run that is stopped keeps its finished weeks.
             report["wall_seconds"] = time.perf_counter() - started
+            report["load_average_end"] = os.getloadavg()
             out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
             out.with_suffix(".md").write_text(_markdown(report))
             print(
