@@ -502,14 +502,19 @@ def test_tolerance_direction_and_external_metrics(better_vs_base, worse_vs_bette
     assert not ev.decide_promotion(result, ev.PromotionPolicy(metric="x")).promote
 
 
-def test_eval_config_policy_watches_its_metric_and_tolerance():
-    default = ev.EvalConfig()
-    assert (default.metric, default.tolerance, default.batch_size) == ("reward_accuracy", 0.01, 8)
-    assert default.policy() == ev.PromotionPolicy()
-    policy = ev.EvalConfig(metric="loss", tolerance=0.05, batch_size=2).policy()
-    assert policy == ev.PromotionPolicy(metric="loss", tolerance=0.05)
+def test_the_default_policy_watches_reward_accuracy_and_the_answers():
+    assert ev.EvalConfig().batch_size == 8
+    default = ev.PromotionPolicy()
+    assert (default.metric, default.tolerance) == ("reward_accuracy", 0.01)
+    assert (default.min_win_rate_upper, default.min_edit_closer_upper, default.max_reproduction_increase) == (
+        0.5,
+        0.5,
+        0.0,
+    )
+    policy = ev.PromotionPolicy(metric="loss", tolerance=0.05)
     assert policy.rules() == (ev.MetricRule("loss", 0.05),)
-    assert all(f.metadata.get("help") for f in dataclasses.fields(ev.EvalConfig))
+    for cls in (ev.EvalConfig, ev.PromotionPolicy):
+        assert all(f.metadata.get("help") for f in dataclasses.fields(cls)), cls
 
 
 # ----------------------------------------------------------------------------------------------

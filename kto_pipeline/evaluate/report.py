@@ -6,11 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kto_pipeline.evaluate.answers import AnswerEvaluation
 from kto_pipeline.evaluate.compare import EvalResult
 from kto_pipeline.evaluate.constants import ROLE_CHAMPION, ROLES
 from kto_pipeline.evaluate.formatting import format_number, role_label
 from kto_pipeline.evaluate.plots import plot_metric_bars, plot_reward_distributions
 from kto_pipeline.evaluate.promotion import PromotionDecision
+from kto_pipeline.evaluate.report_answers import render_answers
 
 REPORT_FILE = "eval_report.md"
 REWARDS_PLOT = "reward_distributions.png"
@@ -54,6 +56,7 @@ def render_markdown(
     plots: Mapping[str, str] | None = None,
     *,
     title: str | None = None,
+    answers: AnswerEvaluation | None = None,
 ) -> str:
     """The report text; `plots` maps plot keys to paths relative to the report."""
     week = result.week or "unknown week"
@@ -62,8 +65,9 @@ def render_markdown(
     lines += [
         f"**Decision: {verdict}** the candidate (compared against the {decision.baseline_role}).",
         "",
-        *[f"- {'✅' if ok else '❌'} {_md_cell(text)}" for ok, text in _decision_lines(decision)],
+        *[f"- {'✅' if ok else '❌'} {_md_cell(text)}" for ok, text in decision.lines()],
         "",
+        *render_answers(answers),
         "## Metrics",
         "",
         f"Rewards are β·(log π − log π_base) with β = {result.beta:g}, so the base scores 0 reward and "
@@ -105,27 +109,23 @@ def render_markdown(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _decision_lines(decision: PromotionDecision) -> list[tuple[bool, str]]:
-    out = [(c.passed, text) for c, text in zip(decision.checks, decision.reasons)]
-    out.append((not decision.collapsed, decision.reasons[-1]))
-    return out
-
-
 def write_report(
     result: EvalResult,
     decision: PromotionDecision,
     folder: str | Path,
     *,
     title: str | None = None,
+    answers: AnswerEvaluation | None = None,
 ) -> ReportArtifacts:
-    """Write `eval_report.md` and its PNG plots into `folder`; return the text and paths."""
+    """Write `eval_report.md` (with the answer sections when `answers` is given) and its PNG plots
+    into `folder`; return the text and paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plots = {
         "rewards": plot_reward_distributions(result, folder / REWARDS_PLOT),
         "metrics": plot_metric_bars(result, folder / METRICS_PLOT),
     }
-    markdown = render_markdown(result, decision, {k: p.name for k, p in plots.items()}, title=title)
+    markdown = render_markdown(result, decision, {k: p.name for k, p in plots.items()}, title=title, answers=answers)
     path = folder / REPORT_FILE
     path.write_text(markdown, encoding="utf-8")
     return ReportArtifacts(markdown=markdown, markdown_path=path, plots=plots)
