@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from kto_pipeline.app import capture_command
 from kto_pipeline.app.dagster_command import OFFLINE_ENV, execute_week
 from kto_pipeline.config import (
     DAGSTER_HOME,
@@ -262,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--home", help="folder (default: $DAGSTER_HOME or ./.dagster_home)")
     p.add_argument("--project", default=".")
     p.set_defaults(func=home_cmd)
+
+    capture_command.add_parser(sub)
 
     p = sub.add_parser("make-sample", help="write the sample feedback dumps")
     p.add_argument("out", nargs="?", default=str(SAMPLE_DIR))

@@ -24,7 +24,9 @@ DEFAULT_BASE_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 
 SCORER_API_KEY = f"{PREFIX}SCORER_API_KEY"
 TEACHER_API_KEY = f"{PREFIX}TEACHER_API_KEY"
-SECRET_VARIABLES = (SCORER_API_KEY, TEACHER_API_KEY)
+# The capture service's bearer tokens: `name:token` pairs (or bare tokens), comma-separated.
+CAPTURE_TOKENS = f"{PREFIX}CAPTURE_TOKENS"
+SECRET_VARIABLES = (SCORER_API_KEY, TEACHER_API_KEY, CAPTURE_TOKENS)
 
 
 def _setting(default: Any = None, *, help: str, kind: type = str) -> Any:
@@ -66,6 +68,9 @@ class DeploymentSettings:
     trainer_recipe: dict = _setting(dict, kind=dict, help="JSON object of training recipe overrides (KTORecipe fields)")
     trainer_threads: int | None = _setting(
         help="CPU threads of the training process; default: torch's choice", kind=int
+    )
+    capture: dict = _setting(
+        dict, kind=dict, help="JSON object of capture service overrides (CaptureConfig fields: limits, segments)"
     )
 
     @staticmethod

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from kto_pipeline.core.weeks import WeekCalendar
 from kto_pipeline.ingest.thumbs import FEEDBACK_SCORE_NAMES, ThumbRule
 
-ADAPTER_FORMATS = ("auto", "contract", "trl", "openai", "paired", "langfuse", "langsmith", "tensorzero")
+ADAPTER_FORMATS = ("auto", "contract", "trl", "openai", "paired", "langfuse", "langsmith", "tensorzero", "capture")
 
 
 @dataclass(frozen=True)

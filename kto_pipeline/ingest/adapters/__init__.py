@@ -8,6 +8,7 @@
 | langfuse    | traces, observations, scores (API camelCase or blob export snake_case) | see langfuse.py |
 | langsmith   | runs (`inputs`/`outputs`), feedback (`run_id` + `key`)  | see langsmith.py |
 | tensorzero  | inferences (`function_name`), feedback (`metric_name`, `inference_id`, `target_id`) | see tensorzero.py |
+| capture     | `event` ("response" / "feedback") and `event_id`        | see capture.py (kto_pipeline.capture's segments) |
 
 `IngestOptions.format` forces one adapter for every record; "auto" recognises each record.
 """
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kto_pipeline.ingest.adapters import langfuse, langsmith, tensorzero
+from kto_pipeline.ingest.adapters import capture, langfuse, langsmith, tensorzero
+from kto_pipeline.ingest.adapters.capture import from_capture
 from kto_pipeline.ingest.adapters.langfuse import from_langfuse
 from kto_pipeline.ingest.adapters.langsmith import from_langsmith
 from kto_pipeline.ingest.adapters.openai import from_openai
@@ -37,12 +39,15 @@ ADAPTERS: dict[str, Callable[[dict, IngestOptions], Adapted]] = {
     "langfuse": from_langfuse,
     "langsmith": from_langsmith,
     "tensorzero": from_tensorzero,
+    "capture": from_capture,
 }
 
 UNKNOWN = "unknown"
 
 
 def detect_format(record: dict) -> str:
+    if capture.is_event(record):
+        return "capture"
     if "chosen" in record and "rejected" in record:
         return "paired"
     if "preferred_output" in record or "non_preferred_output" in record:
