@@ -28,6 +28,7 @@ from resources import (
     DeitaScorerResource,
     Embedder,
     FeedbackSource,
+    JudgeLLM,
     KTOTrainerResource,
     ParquetIOManager,
     PiiRedactor,
@@ -102,5 +103,8 @@ defs = dg.Definitions(
         "deita_scorer": deita_scorer_from_env(SETTINGS),
         "teacher_llm": teacher_from_env(SETTINGS),
         "trainer": trainer_from_env(SETTINGS),
+        # No judge by default: a deployment names one in the launchpad's resource config (the
+        # simulator points it at its oracle endpoint); the judge-free answer signals always run.
+        "judge": JudgeLLM(),
     },
 )

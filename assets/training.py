@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from assets.accounting import rows_accounted, rows_accounted_spec
 from assets.names import NO_REGRESSION, TRAINING
@@ -20,12 +21,21 @@ from kto_pipeline.curate.balance import (
     kto_class_weights,
     training_mix,
 )
-from kto_pipeline.evaluate import EvalConfig, KTOWeights, decide_promotion, evaluate_candidates
+from kto_pipeline.evaluate import (
+    AnswerConfig,
+    EvalConfig,
+    KTOWeights,
+    PromotionPolicy,
+    decide_promotion,
+    evaluate_answers,
+    evaluate_candidates,
+)
 from kto_pipeline.models.lineage import init_checkpoint
 from kto_pipeline.models.manifest import collapse_of, read_manifest
 from kto_pipeline.models.promotion import record_evaluation
 from kto_pipeline.train import TrainLineage, TrainSpec, resolve_recipe
 from kto_pipeline.train.window import TrainingWindow
+from resources.judge import JudgeLLM
 from resources.library_config import config_from
 from resources.trainer import KTOTrainerResource
 
@@ -163,7 +173,21 @@ def kto_checkpoint(
     )
 
 
-EvalSettings = config_from(EvalConfig, name="EvalSettings")
+# `extra` (more metric rules, as objects) stays a library-only field.
+PromotionSettings = config_from(PromotionPolicy, exclude=["extra"], name="PromotionSettings")
+AnswerSettings = config_from(AnswerConfig, name="AnswerSettings")
+
+
+class EvalSettings(config_from(EvalConfig, name="EvalSettingsBase")):
+    """The evaluation's settings, the promotion policy's and the held-out answers'."""
+
+    policy: PromotionSettings = Field(
+        default_factory=PromotionSettings, description="The promotion gate (kto_pipeline.evaluate.PromotionPolicy)"
+    )
+    answers: AnswerSettings = Field(
+        default_factory=AnswerSettings,
+        description="How the candidate and the champion answer the held-out prompts (kto_pipeline.evaluate.AnswerConfig)",
+    )
 
 
 def _inline_images(markdown: str, folder: Path) -> str:
@@ -177,6 +201,23 @@ def _inline_images(markdown: str, folder: Path) -> str:
         return f"![{match.group(1)}](data:image/png;base64,{data})"
 
     return re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", embed, markdown)
+
+
+def _answer_metadata(answers) -> dict:
+    if answers is None:
+        return {"answers/prompts": 0}
+    out = {"answers/prompts": len(answers.prompts)}
+    for name, interval in (
+        ("win_rate", answers.win_rate),
+        ("edit_closer", answers.edit.closer if answers.edit else None),
+        ("reproduced_change", answers.reproduction.change if answers.reproduction else None),
+    ):
+        if interval is not None and interval.n:
+            out[f"answers/{name}"] = dg.MetadataValue.float(interval.estimate)
+            if interval.known:
+                out[f"answers/{name}_low"] = dg.MetadataValue.float(interval.low)
+                out[f"answers/{name}_high"] = dg.MetadataValue.float(interval.high)
+    return out
 
 
 @dg.asset(
@@ -194,13 +235,15 @@ def _inline_images(markdown: str, folder: Path) -> str:
         ),
         rows_accounted_spec("eval_report"),
     ],
-    description="Held-out KTO metrics of the new checkpoint, the champion and the base, with plots; the promotion decision.",
+    description="Held-out KTO metrics of the new checkpoint, the champion and the base, with plots; the candidate's "
+    "and the champion's answers to the held-out prompts, judge-free signals and a pairwise judge; the promotion decision.",
 )
 def eval_report(
     context: dg.AssetExecutionContext,
     config: EvalSettings,
     balanced_feedback: pd.DataFrame,
     trainer: KTOTrainerResource,
+    judge: JudgeLLM,
 ):
     week = context.partition_key
     registry = trainer.registry()
@@ -225,15 +268,29 @@ def eval_report(
         device=trainer.device,
         week=week,
     )
+    baseline = champion.checkpoint if champion else trainer.base_model
+    answers = evaluate_answers(
+        eval_rows,
+        candidate=str(candidate),
+        baseline=baseline,
+        baseline_role=result.baseline_role,
+        config=config.answers.to_library(),
+        data_format=result.data_format,
+        judge=judge.backend(),
+        judge_template=judge.prompt_template() if judge.enabled() else None,
+        device=trainer.device,
+        say=context.log.info,
+    )
     collapse = collapse_of(manifest)
     collapsed = collapse is not None
     decision = decide_promotion(
         result,
-        config.to_library().policy(),
+        config.policy.to_library(),
         collapsed=collapsed,
         collapse_reason=str(collapse.get("reason")) if collapse else None,
+        answers=answers,
     )
-    artifacts = record_evaluation(registry, week, result, decision)
+    artifacts = record_evaluation(registry, week, result, decision, answers)
     report_dir = registry.report_dir(week)
     context.log.info(
         f"week {week}: {'promoted' if decision.promote else 'not promoted'}; " + "; ".join(decision.reasons)
@@ -247,6 +304,7 @@ def eval_report(
             "champion_before": dg.MetadataValue.text(champion.week if champion else "base model"),
             "eval_rows": len(eval_rows),
             **{f"candidate/{k}": dg.MetadataValue.float(float(v)) for k, v in cand.items() if isinstance(v, float)},
+            **_answer_metadata(answers),
         },
         check_results=[
             dg.AssetCheckResult(

@@ -1,9 +1,10 @@
-"""Dagster resources of kto-pipeline: storage, IO manager, the feedback dump source."""
+"""Dagster resources of kto-pipeline: storage, IO manager, the feedback dump source, the LLMs."""
 
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
 from resources.feedback_source import FeedbackSource
 from resources.generator import TeacherLLM
+from resources.judge import JudgeLLM
 from resources.parquet_io import ParquetIOManager
 from resources.pii import PiiRedactor
 from resources.scorer import DeitaScorerResource
@@ -14,6 +15,7 @@ __all__ = [
     "DeitaScorerResource",
     "Embedder",
     "FeedbackSource",
+    "JudgeLLM",
     "KTOTrainerResource",
     "ParquetIOManager",
     "PiiRedactor",

@@ -16,7 +16,8 @@ from kto_pipeline.models.lineage import init_checkpoint, previous_week
 from kto_pipeline.models.manifest import CheckpointManifest, read_manifest, write_manifest
 from kto_pipeline.models.promotion import record_evaluation
 from kto_pipeline.models.registry import EVAL_SUMMARY, ModelRegistry
-from resources import ParquetIOManager
+from kto_pipeline.sim.judge_server import serve_app
+from resources import JudgeLLM, ParquetIOManager
 from resources.trainer import KTOTrainerResource
 
 WEEK1, WEEK2 = "2026-11-02", "2026-11-09"
@@ -66,7 +67,11 @@ def week_rows(week: str, n: int, *, flip: bool = False, seed: int = 0) -> pd.Dat
     return frame
 
 
-def _materialize(storage, trainer, week, instance):
+# Answers of a few tokens: the tiny random model's text means nothing, the plumbing is the point.
+ANSWERS = {"ops": {"eval_report": {"config": {"answers": {"max_new_tokens": 6}}}}}
+
+
+def _materialize(storage, trainer, week, instance, judge=None):
     upstream = [
         dg.AssetSpec(name, partitions_def=feedback_weeks).with_io_manager_key("io_manager")
         for name in ("balanced_feedback", "synthetic_topup")
@@ -75,10 +80,33 @@ def _materialize(storage, trainer, week, instance):
         [kto_checkpoint, eval_report, *upstream],
         selection=[kto_checkpoint, eval_report],
         partition_key=week,
-        resources={"io_manager": ParquetIOManager(base_path=str(storage)), "trainer": trainer},
+        resources={
+            "io_manager": ParquetIOManager(base_path=str(storage)),
+            "trainer": trainer,
+            "judge": judge or JudgeLLM(),
+        },
+        run_config=ANSWERS,
         instance=instance,
         raise_on_error=False,
     )
+
+
+def _tie_judge_app(seen: list):
+    """An OpenAI-compatible endpoint whose judge calls every pair a tie (and records the requests)."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def chat(request):
+        body = await request.json()
+        seen.append(body["messages"][-1]["content"])
+        message = {"role": "assistant", "content": "Equally good. [[C]]"}
+        return JSONResponse(
+            {"id": "t", "object": "chat.completion", "created": 0, "model": body["model"],
+             "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+        )  # fmt: skip
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
 
 def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regression(tmp_path, tiny_base):
@@ -91,7 +119,9 @@ def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regre
     instance = dg.DagsterInstance.ephemeral()
     registry = ModelRegistry(models)
 
-    first = _materialize(storage, trainer, WEEK1, instance)
+    seen: list[str] = []
+    with serve_app(_tie_judge_app(seen)) as url:
+        first = _materialize(storage, trainer, WEEK1, instance, JudgeLLM(kind="openai", model="tie", base_url=url))
     assert first.success, [e.message for e in first.all_events if e.is_failure]
     meta = _meta(first, "kto_checkpoint")
     folder = registry.checkpoint_dir(WEEK1)
@@ -116,11 +146,18 @@ def test_two_weeks_chain_checkpoints_report_all_models_and_block_a_planted_regre
     assert report["promoted"] is True
     for role in ("base", "candidate"):
         assert role in report["report"]
+    # The candidate and the base (week 1's baseline) answered the 16 held-out prompts; the judge
+    # endpoint was asked both orders of every differing pair, and the report shows it all.
+    assert report["answers/prompts"] == 16
+    assert len(seen) % 2 == 0 and all("[Answer A]" in text for text in seen)
+    if seen:
+        assert report["answers/win_rate"] == 0.5
+    assert "judge win rate" in report["report"] and "| prompt | base | candidate | verdict |" in report["report"]
     assert registry.champion().week == WEEK1
     assert (registry.report_dir(WEEK1) / "eval_report.md").is_file()
     assert (folder / "eval" / "eval_report.md").is_file()
     summary = json.loads((registry.report_dir(WEEK1) / "eval_summary.json").read_text())
-    assert summary["decision"]["promote"] is True
+    assert summary["decision"]["promote"] is True and summary["answers"]["n_prompts"] == 16
     assert set(summary["result"]["models"]) == {"base", "candidate"}
     assert checks(first)[("eval_report", "no_regression")].passed
     assert_rows_accounted(first, "kto_checkpoint", "eval_report")
