@@ -32,10 +32,13 @@ def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path, monkeypat
     assert (kto["arm"], sft["arm"]) == ("kto", "sft")
     assert kto["steps"] == sft["steps"] > 0  # same step budget for both arms
     assert kto["promoted"] in (True, False) and kto["reward_accuracy"] is not None
+    # The oracle judged the candidate's and the base's answers over HTTP, through the production client.
+    assert 0.0 <= kto["win_rate"] <= 1.0 and sft["win_rate"] is None
     assert 0.0 <= kto["candidate_accuracy"] <= 1.0 and 0.0 <= kto["thumbs_up_rate"] <= 1.0
     assert any(line.startswith("[week 1/1 2026-11-16]") for line in lines)  # progress while it runs
     table = results_table(results)
-    assert "base model held-out accuracy" in table and "sft" in table
+    assert "base model held-out accuracy" in table and "sft" in table and "judge_win_rate" in table
+    assert f"{kto['win_rate']:.3f} [" in table
     saved = json.loads((home / "simulator" / "carry_bug" / "results.json").read_text())
     assert saved["rows"] == json.loads(json.dumps(results["rows"], default=str))
 
@@ -52,14 +55,22 @@ def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path, monkeypat
     ):
         assert "2026-11-16" in instance.get_materialized_partitions(dg.AssetKey(key)), key
     report = home / "simulator" / "carry_bug" / "models" / "reports" / "2026-11-16" / "eval_report.md"
-    assert report.is_file()
+    assert report.is_file() and "judge win rate" in report.read_text()
+    summary = json.loads((report.parent / "eval_summary.json").read_text())
+    judged = summary["answers"]["judge"]
+    assert judged["judge"].startswith("oracle-judge @ http://127.0.0.1:")
+    assert judged["junk"] == 0 and judged["calls"] == results["judge_requests"].get("calls", 0)
+    assert summary["answers"]["n_prompts"] > 0
 
     # The toy task's curation settings reach the week's run, and the production defaults of the
     # assets are left alone: the embedding stages only merge identical vectors here, so only
     # exact duplicates and contradictions are dropped (no distinct sums).
-    run_config = json.loads(
+    full_config = json.loads(
         (home / "simulator" / "carry_bug" / "logs" / "retrain_job-2026-11-16.run_config.json").read_text()
-    )["ops"]
+    )
+    run_config = full_config["ops"]
+    assert full_config["resources"]["judge"]["config"]["kind"] == "openai"
+    assert run_config["eval_report"]["config"]["answers"] == {"max_new_tokens": 4, "decode_join": ""}
     assert (
         run_config["deduplicated_feedback"]["config"] == {"semdedup_eps": config.semdedup_eps} == {"semdedup_eps": 0.0}
     )

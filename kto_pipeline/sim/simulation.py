@@ -8,8 +8,11 @@ Each simulated week:
    assets and the same persistent instance as production): ingest, redaction, dedup, scoring,
    balance, KTO training from last week's checkpoint (Pipes process), the eval report and its
    promotion gate; the run config carries the toy task's settings (`SimulationConfig`:
-   embedding-based dedup and DEITA diversity off, a two-week training window), the assets'
-   production defaults stay as they are;
+   embedding-based dedup and DEITA diversity off, a two-week training window, answers of at
+   most 4 tokens), the assets' production defaults stay as they are; the eval report's judge
+   is the oracle, served for the whole job as an OpenAI-compatible endpoint on a free
+   loopback port (`judge_server`), so the production judge path (client, template, parsing,
+   both orders) runs for real;
 3. the new checkpoint and the champion are measured on a fixed held-out prompt set (the
    oracle knows the right answers), and next week's traffic uses the champion.
 
@@ -50,6 +53,7 @@ from kto_pipeline.sim import (
     train_sft_on_positives,
     write_week_dump,
 )
+from kto_pipeline.sim.judge_server import RunningJudge, serve_oracle_judge
 from kto_pipeline.sim.pii_audit import leaked_pii, pasted_pii
 
 Say = Callable[[str], None]
@@ -89,6 +93,10 @@ class SimulationConfig:
     recipe: dict = field(default_factory=dict)  # overrides of the tiny-model KTO recipe
     end_week: str | None = None  # the last simulated week; default: the last closed week
 
+    # Answers in the eval report: an answer is at most 3 digits plus EOS, and the character-level
+    # tokenizer has no decoder (transformers would join its tokens with spaces).
+    answer_max_new_tokens: int = 4
+
     def __post_init__(self) -> None:
         unknown = set(self.arms) - {"kto", "sft"}
         if unknown or "kto" not in self.arms:
@@ -118,17 +126,49 @@ def _eval_numbers(registry: ModelRegistry, week: str) -> dict[str, Any]:
         return {}
     summary = json.loads(path.read_text())
     candidate = summary["result"]["models"].get("candidate", {})
+    win = ((summary.get("answers") or {}).get("win_rate")) or {}
     return {
         "reward_accuracy": candidate.get("reward_accuracy"),
         "margin": candidate.get("margin"),
         "kl": candidate.get("kl"),
+        "win_rate": win.get("estimate"),
+        "win_rate_low": win.get("low"),
+        "win_rate_high": win.get("high"),
         "promoted": bool(summary["decision"]["promote"]),
         "gate": "; ".join(summary["decision"]["reasons"]),
     }
 
 
+def _run_config(config: SimulationConfig, judge: RunningJudge) -> dict[str, Any]:
+    return {
+        "ops": {
+            "deduplicated_feedback": {"config": {"semdedup_eps": config.semdedup_eps}},
+            "scored_feedback": {"config": {"threshold": config.diversity_threshold}},
+            "balanced_feedback": {"config": {"eval_fraction": config.eval_fraction}},
+            "eval_report": {
+                "config": {
+                    "policy": {"tolerance": config.gate_tolerance},
+                    "answers": {"max_new_tokens": config.answer_max_new_tokens, "decode_join": ""},
+                }
+            },
+            "kto_checkpoint": {"config": {"window_weeks": config.window_weeks}},
+        },
+        "resources": {"judge": {"config": {"kind": "openai", "model": judge.model, "base_url": judge.base_url}}},
+    }
+
+
 def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: Say = print) -> dict[str, Any]:
     """Run the main job; returns (and writes under `<home>/simulator/<scenario>/`) the results."""
+    with serve_oracle_judge() as judge:
+        say(f"oracle judge serving {judge.base_url} (OpenAI-compatible chat completions)")
+        results = _run(config, project=project, home=home, say=say, judge=judge)
+        results["judge_requests"] = dict(judge.judge.counts)
+    root = home / "simulator" / get_scenario(config.scenario).name
+    (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    return results
+
+
+def _run(config: SimulationConfig, *, project: Path, home: Path, say: Say, judge: RunningJudge) -> dict[str, Any]:
     started = time.monotonic()
     scenario = get_scenario(config.scenario)
     root = home / "simulator" / scenario.name
@@ -203,15 +243,7 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
             week,
             log,
             trigger="simulation",
-            run_config={
-                "ops": {
-                    "deduplicated_feedback": {"config": {"semdedup_eps": config.semdedup_eps}},
-                    "scored_feedback": {"config": {"threshold": config.diversity_threshold}},
-                    "balanced_feedback": {"config": {"eval_fraction": config.eval_fraction}},
-                    "eval_report": {"config": {"tolerance": config.gate_tolerance}},
-                    "kto_checkpoint": {"config": {"window_weeks": config.window_weeks}},
-                }
-            },
+            run_config=_run_config(config, judge),
         )
         numbers = _eval_numbers(registry, week)
         if code != 0 and numbers.get("promoted") is not False:
@@ -242,6 +274,9 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
                 "candidate_carry_greedy": candidate.carry_greedy_accuracy,
                 "reward_accuracy": numbers.get("reward_accuracy"),
                 "margin": numbers.get("margin"),
+                "win_rate": numbers.get("win_rate"),
+                "win_rate_low": numbers.get("win_rate_low"),
+                "win_rate_high": numbers.get("win_rate_high"),
                 "collapsed": collapse_of(manifest) is not None,
                 "promoted": numbers.get("promoted"),
                 "champion_accuracy": champion_report.accuracy,
@@ -253,7 +288,9 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
         say(f"    redaction: {sum(pasted.values())} pasted PII values {pasted}; left in redacted_feedback: {leaked}")
         say(
             f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
-            f"reward accuracy {_f(numbers.get('reward_accuracy'))}, {'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}"
+            f"reward accuracy {_f(numbers.get('reward_accuracy'))}, judge win rate {_f(numbers.get('win_rate'))} "
+            f"[{_f(numbers.get('win_rate_low'))}, {_f(numbers.get('win_rate_high'))}], "
+            f"{'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}"
         )
 
         if "sft" in config.arms:
@@ -290,6 +327,7 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
                     "candidate_carry_greedy": sft_report.carry_greedy_accuracy,
                     "reward_accuracy": None,
                     "margin": None,
+                    "win_rate": None,
                     "collapsed": False,
                     "promoted": True,
                     "champion_accuracy": sft_report.accuracy,
@@ -309,7 +347,6 @@ def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: 
         "reports": str(models / "reports"),
         "dagster_home": str(home),
     }
-    (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return results
 
 
@@ -342,9 +379,15 @@ def results_table(results: dict[str, Any]) -> str:
         "candidate_accuracy",
         "reward_accuracy",
         "margin",
+        "judge_win_rate",
         "promoted",
         "champion_accuracy",
         "pii_leaked",
     ]
-    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, *cols])))
+    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, "win_rate_low", "win_rate_high", *cols])))
+    # The judge's win rate of the candidate against the champion (ties half) and its 95% interval.
+    frame["judge_win_rate"] = [
+        "n/a" if pd.isna(w) else f"{w:.3f} [{lo:.2f}, {hi:.2f}]"
+        for w, lo, hi in zip(frame["win_rate"], frame["win_rate_low"], frame["win_rate_high"])
+    ]
     return head + frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
