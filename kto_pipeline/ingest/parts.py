@@ -16,6 +16,7 @@ adapter turns each exported record into one of:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,17 @@ class Response:
     # Why the record cannot become rows (a run without outputs, an input that is not JSON),
     # raised only if someone rated it: a response nobody rated is not bad input.
     error: ContractError | None = None
+
+    @classmethod
+    def built(
+        cls, keys: tuple[str, ...], build: Callable[[], CanonicalRecord], timestamp: Any = None, ident: Any = None
+    ) -> Response:
+        """The response whose record `build()` reads from the export; if it cannot (a
+        ContractError), the response keeps its time and id, and the error for the join."""
+        try:
+            return cls(keys, build())
+        except ContractError as exc:
+            return cls(keys, CanonicalRecord(timestamp=timestamp, prompt=None, id=ident), error=exc)
 
 
 @dataclass(frozen=True)

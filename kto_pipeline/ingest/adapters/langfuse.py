@@ -102,10 +102,10 @@ def _texts(record: dict, strict: bool) -> tuple[Any, Any]:
 
 def _response(record: dict, keys: tuple[str, ...], timestamp: Any, model_version: Any) -> Response:
     snake = any(k in record for k in ("trace_id", "session_id", "project_id", "start_time", "user_id"))
-    response = Response(keys, CanonicalRecord(timestamp=timestamp, prompt=None, id=record.get("id")))
-    try:
+
+    def build() -> CanonicalRecord:
         prompt, completion = _texts(record, strict=snake)
-        response.record = CanonicalRecord(
+        return CanonicalRecord(
             timestamp=timestamp,
             prompt=prompt,
             completion=completion,
@@ -115,9 +115,8 @@ def _response(record: dict, keys: tuple[str, ...], timestamp: Any, model_version
             model_version=model_version,
             metadata=record.get("metadata"),
         )
-    except ContractError as exc:
-        response.error = exc
-    return response
+
+    return Response.built(keys, build, timestamp, record.get("id"))
 
 
 def from_langfuse(record: dict, options: IngestOptions) -> Adapted:

@@ -67,11 +67,8 @@ def _run(record: dict, ident: Any) -> Response:
     # value is still kept, as the row's metadata.
     ids = meta if isinstance(meta, dict) else {}
     timestamp = first(record, "start_time", "timestamp")
-    response = Response(
-        () if ident is None else (target_key(RUN, ident),),
-        CanonicalRecord(timestamp=timestamp, prompt=None, id=ident),
-    )
-    try:
+
+    def build() -> CanonicalRecord:
         inputs = json_value(record.get("inputs"), "inputs", Reason.BAD_PROMPT, False)
         outputs = json_value(record.get("outputs"), "outputs", Reason.BAD_COMPLETION, False)
         if inputs is None or inputs == {}:
@@ -79,7 +76,7 @@ def _run(record: dict, ident: Any) -> Response:
         if outputs is None or outputs == {}:
             status = f" (status {record.get('status')}: {str(record.get('error'))[:80]})" if record.get("error") else ""
             raise ContractError(Reason.MISSING_COMPLETION, f"run {ident} has no outputs{status}")
-        response.record = CanonicalRecord(
+        return CanonicalRecord(
             timestamp=timestamp,
             prompt=prompt_value(inputs),
             completion=completion_value(outputs),
@@ -89,9 +86,8 @@ def _run(record: dict, ident: Any) -> Response:
             model_version=first(ids, "model_version", "ls_model_name"),
             metadata=meta or None,
         )
-    except ContractError as exc:
-        response.error = exc
-    return response
+
+    return Response.built(() if ident is None else (target_key(RUN, ident),), build, timestamp, ident)
 
 
 def from_langsmith(record: dict, options: IngestOptions) -> Adapted:

@@ -100,9 +100,8 @@ def _stored_completion(record: dict, options: IngestOptions) -> Response:
     label = rule.label(meta[thumb_key]) if thumb_key is not None else None
     if label is not None or edit is not None:
         ratings.append(Rating((target_key("openai", ident),), None, label, edit))
-    response = Response((target_key("openai", ident),), CanonicalRecord(timestamp=record.get("created"), prompt=None))
-    response.ratings = ratings
-    try:
+
+    def build() -> CanonicalRecord:
         messages = record.get("messages")
         if isinstance(messages, dict):  # the messages endpoint's page object
             messages = messages.get("data")
@@ -112,7 +111,7 @@ def _stored_completion(record: dict, options: IngestOptions) -> Response:
                 f"stored chat completion {ident} carries no request messages: export them with "
                 f"client.chat.completions.messages.list({ident!r}) under 'messages'",
             )
-        response.record = CanonicalRecord(
+        return CanonicalRecord(
             timestamp=record.get("created"),
             prompt=chat_messages(messages),
             completion=completion_value(record),
@@ -122,9 +121,9 @@ def _stored_completion(record: dict, options: IngestOptions) -> Response:
             model_version=first(meta, "model_version") or record.get("model"),
             metadata=meta or None,
         )
-    except ContractError as exc:
-        response.record.id = ident
-        response.error = exc
+
+    response = Response.built((target_key("openai", ident),), build, record.get("created"), ident)
+    response.ratings = ratings
     return response
 
 

@@ -140,14 +140,14 @@ def _inference(record: dict) -> Response:
     if ident is None:
         raise ContractError(Reason.BAD_FIELD, "inference without an id")
     when = _when(record)
-    response = Response((target_key(INFERENCE, ident),), CanonicalRecord(timestamp=when, prompt=None, id=ident))
     tags = record.get("tags") if isinstance(record.get("tags"), dict) else {}
-    try:
+
+    def build() -> CanonicalRecord:
         given = json_value(record.get("input"), "input", Reason.BAD_PROMPT, strict=True)
         output = json_value(record.get("output"), "output", Reason.BAD_COMPLETION, strict=True)
         if output is None:
             raise ContractError(Reason.MISSING_COMPLETION, f"inference {ident} has no output")
-        response.record = CanonicalRecord(
+        return CanonicalRecord(
             timestamp=when,
             prompt=_transcript(given),
             completion=output_text(output),
@@ -157,9 +157,8 @@ def _inference(record: dict) -> Response:
             model_version=record.get("variant_name"),
             metadata={"function_name": record.get("function_name"), "variant_name": record.get("variant_name"), **tags},
         )
-    except ContractError as exc:
-        response.error = exc
-    return response
+
+    return Response.built((target_key(INFERENCE, ident),), build, when, ident)
 
 
 def _feedback(record: dict, options: IngestOptions) -> Adapted:
