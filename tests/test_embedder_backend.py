@@ -28,7 +28,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def torch_vectors():
-    return TextEmbedder(device="cpu").embed(TEXTS)
+    return TextEmbedder(device="cpu", backend="torch").embed(TEXTS)
 
 
 # int8 moves very short texts most ("ok": cosine 0.97 to torch's vector), longer ones ≈0.99.
@@ -69,6 +69,13 @@ def test_unknown_backend_is_refused():
         TextEmbedder(backend="tensorrt")
     with pytest.raises(ValueError, match="CPU"):
         TextEmbedder(device="cuda", backend="onnx").embed(["x"])
+
+
+def test_auto_backend_is_int8_onnx_on_cpu_and_torch_on_gpu():
+    assert EmbedderConfig().backend == "auto"
+    assert TextEmbedder(device="cpu").backend == "onnx-int8"
+    assert TextEmbedder(device="cuda").backend == "torch"  # resolved without loading anything
+    assert TextEmbedder(device="cpu", backend="torch").name.endswith("|max_seq_length=128")
 
 
 def test_config_carries_the_backend_to_the_embedder():
