@@ -2,8 +2,9 @@
 
 Each simulated week:
 1. the KTO arm's champion (the base model in week one) answers fresh prompts; the oracle user
-   gives thumbs, edits some wrong answers, pastes PII and repeats questions; the week's dump
-   lands in the dumps folder;
+   gives thumbs, edits some wrong answers, pastes PII and repeats questions; the app records
+   each answer and the user's thumb or edit through the capture service (a real server on
+   loopback, `capture_traffic`), whose segments land in the dumps folder;
 2. the week is materialized through Dagster (`dagster job execute -j retrain_job`, the same
    assets and the same persistent instance as production): ingest, redaction, dedup, scoring,
    balance, KTO training from last week's checkpoint (Pipes process), the eval report and its
@@ -51,8 +52,8 @@ from kto_pipeline.sim import (
     task_split,
     tiny_kto_recipe,
     train_sft_on_positives,
-    write_week_dump,
 )
+from kto_pipeline.sim.capture_traffic import send_week_through_capture
 from kto_pipeline.sim.judge_server import RunningJudge, serve_oracle_judge
 from kto_pipeline.sim.pii_audit import leaked_pii, pasted_pii
 
@@ -230,7 +231,7 @@ def _run(config: SimulationConfig, *, project: Path, home: Path, say: Say, judge
             seed=config.seed,
             model_version=champion.week if champion else "base",
         )
-        write_week_dump(traffic.records, dumps, week)
+        send_week_through_capture(traffic.records, dumps)
         stats = traffic.stats()
         say(
             f"[week {i + 1}/{len(weeks)} {week}] KTO champion {champion.week if champion else 'base'} served {stats['records']} answers: {stats['true_accuracy']:.3f} right, thumbs up {stats['thumbs_up_rate']:.3f}; running the pipeline …"
