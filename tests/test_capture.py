@@ -174,6 +174,23 @@ def test_kill_9_mid_load_then_restart_loses_and_doubles_nothing(tmp_path):
     assert set(result.quarantine["reason"]) == {"orphan_feedback"}  # whole records only: the responses were never sent
 
 
+def test_several_workers_write_their_own_segments_and_lose_nothing(tmp_path):
+    srv = CaptureServer(tmp_path / "dumps", TOKEN, workers=2)
+    try:
+        sent = [f"w-{i}" for i in range(400)]
+        for start in range(0, len(sent), 20):  # new connections: the kernel spreads them over the workers
+            events = [
+                {"type": "feedback", "event_id": e, "response_id": "r1", "thumb": "up"}
+                for e in sent[start : start + 20]
+            ]
+            reply = httpx.post(f"{srv.url}/v1/events", json={"events": events}, headers=AUTH)
+            assert reply.json() == {"accepted": 20, "duplicates": 0}
+    finally:
+        srv.stop()
+    assert sorted(_event_ids(tmp_path / "dumps")) == sorted(sent)
+    assert not list((tmp_path / "dumps" / ".capture-staging").iterdir())  # every segment published
+
+
 def test_direct_mode_writes_segments_without_a_server(tmp_path):
     client = CaptureClient(direct=str(tmp_path / "dumps"), buffer_dir=tmp_path / "buffer")
     client.record_response("r1", "Is there an API?", "Yes.", timestamp="2026-11-03T10:00:00Z")

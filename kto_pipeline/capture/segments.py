@@ -115,8 +115,12 @@ class SegmentWriter:
             self._seq += 1
             name = f"{CAPTURE_FOLDER}/{now:%Y-%m-%d}/{now:%Y%m%dT%H%M%S%fZ}_{self.replica}_{self._seq:06d}.jsonl"
             path = self.staging / (name.replace("/", "__") + _PART)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            # Locked under a name recovery does not look at, then renamed: another worker's
+            # recovery can never take (and publish) a segment between its creation and its lock.
+            creating = path.with_name("." + path.name + ".creating")
+            fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(creating, path)
             self._open = _Open(path, fd, name, time.time())
         return self._open
 

@@ -13,8 +13,10 @@ shared/notes/simulator-feasibility.md):
 3. `traffic = simulate_week(champion, prompts, week, user=OracleUser(), seed=…)`: answers
    sampled at T=1, thumbs/edits/PII/repeats from the oracle user; `traffic.stats()` holds
    the true accuracy and the observed thumbs-up rate.
-4. `write_week_dump(traffic.records, dumps_dir, week)`: the week's contract-format dump for
-   the pipeline (ingest → redaction → dedup → balance → `train.train_kto` with
+4. `send_week_through_capture(traffic.records, dumps_dir)` (what the main job does: the app's
+   answers and the user's thumbs and edits through a real capture service on loopback), or
+   `write_week_dump(traffic.records, dumps_dir, week)` (one contract-format dump): the week's
+   dumps for the pipeline (ingest → redaction → dedup → balance → `train.train_kto` with
    `tiny_kto_recipe()`).
 5. `heldout_accuracy(checkpoint)` / `evaluate_model(checkpoint)`: oracle accuracy on the
    fixed held-out prompts, on identical draws for every model.
