@@ -680,6 +680,11 @@ def _real_scorer_section(report: dict) -> list[str]:
     return lines
 
 
+def _backend_of(week: dict) -> str:
+    tail = week["embedding_model"].rsplit("|", 1)[-1]
+    return tail if tail.startswith("backend=") else "backend=torch"
+
+
 def _load(values) -> str:
     return "n/a" if not values else " / ".join(f"{v:.2f}" for v in values)
 
@@ -806,8 +811,14 @@ def _markdown(report: dict) -> str:
     if len(report["weeks"]) > 1:
         a, b = report["weeks"][0], report["weeks"][-1]
         growth = (b["week_seconds"] / a["week_seconds"]) / (b["rows"] / a["rows"])
+        if a["embedding_model"] != b["embedding_model"]:
+            lines += [
+                f"The two weeks were embedded differently ({_backend_of(a)} vs {_backend_of(b)}), so the growth "
+                "below is not like for like.",
+                "",
+            ]
         lines += [
-            f"Cost growth {a['rows']:,} → {b['rows']:,} rows (redaction + dedup): {b['week_seconds'] / a['week_seconds']:.1f}× the time for {b['rows'] / a['rows']:.0f}× the rows ({growth:.2f}× per row).",
+            f"Cost growth {a['rows']:,} → {b['rows']:,} rows ({'dedup' if b.get('redaction_skipped') else 'redaction + dedup'}): {b['week_seconds'] / a['week_seconds']:.1f}× the time for {b['rows'] / a['rows']:.0f}× the rows ({growth:.2f}× per row).",
             "",
         ]
         g2 = (b["path_seconds"] / a["path_seconds"]) / (b["rows"] / a["rows"])

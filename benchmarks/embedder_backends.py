@@ -89,6 +89,15 @@ def backend_lines(week: dict) -> list[str]:
     notes = week.get("embedder_backends") or {}
     if not notes:
         return []
+    if not any("semdedup_agreement" in note for note in notes.values()):  # one backend, no torch reference
+        return [
+            "",
+            *(
+                f"Embedder backend {b} ({note['embedder'].rsplit('|', 1)[-1]}): {_rate(note['rows_per_s'])} rows/s; "
+                "not compared with torch in this week."
+                for b, note in notes.items()
+            ),
+        ]
     sel = week.get("selection_agreement") or {}
     thresholds = sorted({t for by_t in sel.values() for t in by_t}, reverse=True)
     head = "| embedder backend | rows/s | × torch | SemDeDup same decision | semantic drops (torch / this / both) |"
