@@ -491,6 +491,13 @@ def test_cross_week_duplicates_use_the_stored_history(embedder, tmp_path):
     assert duplicate_of(r2) == {"w2-export": "w1-export", "w2-billing": "w1-billing", "w2-reset": "w1-reset"}
     assert r2.kept["row_id"].tolist() == ["w2-bread-good", "w2-weather"]  # other label; new topic
 
+    # Upgrading the embedder's runtime (torch → int8 ONNX, the CPU default) keeps the history
+    # usable; another model is refused, with what to do.
+    runtime = DedupConfig(embedding_model=embedder.name.split("|backend=")[0] + "|backend=onnx-int8")
+    assert check(deduplicate(week2, embed_rows(week2, embedder.embed), history, runtime), week2) == check(r2, week2)
+    with pytest.raises(ValueError, match="start a new history"):
+        deduplicate(week2, embed_rows(week2, embedder.embed), history, DedupConfig(embedding_model="other/model"))
+
     # Week 1 recomputed is unchanged; the histories concatenate for week 3.
     again = deduplicate(week1, embed_rows(week1, embedder.embed), None, config)
     pd.testing.assert_frame_equal(again.kept, r1.kept)

@@ -55,6 +55,16 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+BACKEND_MARK = "|backend="
+
+
+def same_weights(a: str, b: str) -> bool:
+    """Whether two embedder names are the same model and sequence cap, whatever runtime ran it:
+    torch, ONNX and int8 ONNX vectors of one model agree to the decisions measured in
+    benchmarks/results/curation.md, so history embedded with one can be compared with another."""
+    return a.split(BACKEND_MARK, 1)[0] == b.split(BACKEND_MARK, 1)[0]
+
+
 @dataclass(frozen=True)
 class EmbedderConfig:
     """Which sentence-transformers model embeds texts, where, and in what batches."""
@@ -154,7 +164,7 @@ class TextEmbedder:
             model = f"{BUNDLED_MODEL_NAME} ({BUNDLED_PACKAGE}=={_bundled_package_version()})"
         else:
             model = self.model_name_or_path
-        backend = "" if self.backend == "torch" else f"|backend={self.backend}"
+        backend = "" if self.backend == "torch" else f"{BACKEND_MARK}{self.backend}"
         return f"{model}|max_seq_length={self.effective_max_seq_length}{backend}"
 
     @property

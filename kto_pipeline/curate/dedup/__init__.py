@@ -44,7 +44,8 @@ order of the input rows):
 In every stage, the comparison against earlier weeks comes first: the earlier week's row wins.
 
 Layout: `text` (normalisation, shingles, the exact hash), `sketch` (MinHash signatures and the
-sketch description), `embedding` (row vectors), `config`, `history` (`DedupHistory` and its
+sketch description), `shingle_hash` (shingling and xxh32 over a batch of texts with numpy,
+bit-identical to datasketch), `embedding` (row vectors), `config`, `history` (`DedupHistory` and its
 frame encoding), one module per stage (`exact`: stages 1-2, `minhash`: 3, `semdedup`: 4), each
 returning a `drops.StageDrops`, and `pipeline` (the `deduplicate` driver).
 """

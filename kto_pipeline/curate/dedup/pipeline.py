@@ -18,6 +18,7 @@ from kto_pipeline.curate.dedup.minhash import near_duplicates
 from kto_pipeline.curate.dedup.semdedup import semantic_duplicates
 from kto_pipeline.curate.dedup.sketch import MINHASH_SCHEME, SketchMismatchError, lsh_params, row_signatures
 from kto_pipeline.curate.dedup.text import dedup_text, exact_hash
+from kto_pipeline.curate.embeddings import same_weights
 
 
 @dataclass
@@ -192,9 +193,15 @@ def _check_history(history: DedupHistory | None, config: DedupConfig, dim: int |
         )
     if dim is not None and history.dim != dim:
         raise ValueError(f"history embeddings have width {history.dim}, this week's have {dim}")
-    if config.embedding_model and history.embedding_model and config.embedding_model != history.embedding_model:
+    # A new runtime of the same weights (torch → int8 ONNX, the CPU default) keeps the history usable.
+    if (
+        config.embedding_model
+        and history.embedding_model
+        and not same_weights(config.embedding_model, history.embedding_model)
+    ):
         raise ValueError(
-            f"history embeddings come from {history.embedding_model!r}, this run uses {config.embedding_model!r}"
+            f"history embeddings come from {history.embedding_model!r}, this run uses {config.embedding_model!r}: "
+            "embed with the history's model, or start a new history (dedup_history.base_path)"
         )
     return history
 
