@@ -62,7 +62,7 @@ def test_rerunning_a_week_rewrites_the_same_bytes_and_a_retraining_the_same_weig
     storage, models = home / "warehouse", home / "models"
     env = {
         **os.environ,
-        **demo_models_env(tmp_path / "shared"),
+        **demo_models_env(tmp_path / "shared", plumbing=True),
         **OFFLINE_ENV,
         "DAGSTER_HOME": str(home),
         "KTO_PIPELINE_DUMPS": str(sample_dumps),

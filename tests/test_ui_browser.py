@@ -181,7 +181,7 @@ def dagster_dev(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     log = root / "dagster_dev.log"
     # The demo's tiny local models (scorer, base model); no teacher LLM, to save time.
-    env.update({**demo_models_env(home), "KTO_PIPELINE_TEACHER_KIND": "none"})
+    env.update({**demo_models_env(home, plumbing=True), "KTO_PIPELINE_TEACHER_KIND": "none"})
     with log.open("w") as fh:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],

@@ -55,8 +55,8 @@ def _closed_weeks(dumps_location: str, calendar: WeekCalendar) -> list[str]:
 
 _PLACEHOLDER = r"<[A-Z_]+_\d+>"
 
-# A tiny local model stands in for the scorer, the teacher and the base model, so the demo
-# runs every real code path on a CPU with nothing downloaded; a user's own settings win.
+# The demo trains a tiny local base model on a CPU with nothing downloaded; a user's own
+# settings win.
 DEMO_RECIPE = {
     "per_device_train_batch_size": 4,
     "gradient_accumulation_steps": 1,
@@ -70,19 +70,28 @@ DEMO_RECIPE = {
 }
 
 
-def demo_models_env(home: Path) -> dict[str, str]:
+def demo_models_env(home: Path, *, plumbing: bool = False) -> dict[str, str]:
+    """The demo's models: a tiny, randomly initialised local base model to train, and no DEITA
+    scorer or teacher LLM (scoring and the synthetic top-up say they are off), because a random
+    model's scores would select rows and its text would become training rows.
+
+    plumbing=True (tests only) points the scorer and the teacher at the same tiny model, to run
+    their code paths end to end; what they produce is noise and is treated as such.
+    """
     tiny = str(build_tiny_causal_lm(home / "demo_models" / "tiny-lm"))
-    return settings_env(
-        scorer_backend="transformers",
-        scorer_complexity_model=tiny,
-        scorer_quality_model=tiny,
-        teacher_kind="transformers",
-        teacher_model=tiny,
-        teacher_temperature=1.0,  # a random model decodes whitespace greedily
-        base_model=tiny,
-        trainer_device="cpu",
-        trainer_recipe=DEMO_RECIPE,
+    helpers = (
+        {
+            "scorer_backend": "transformers",
+            "scorer_complexity_model": tiny,
+            "scorer_quality_model": tiny,
+            "teacher_kind": "transformers",
+            "teacher_model": tiny,
+            "teacher_temperature": 1.0,  # a random model decodes whitespace greedily
+        }
+        if plumbing
+        else {"scorer_backend": "none", "teacher_kind": "none"}
     )
+    return settings_env(**helpers, base_model=tiny, trainer_device="cpu", trainer_recipe=DEMO_RECIPE)
 
 
 def _week_summary(storage: Path, week: str) -> dict:
