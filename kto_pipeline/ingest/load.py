@@ -50,7 +50,7 @@ from kto_pipeline.ingest.ledger import (
     records_kept,
 )
 from kto_pipeline.ingest.options import IngestOptions
-from kto_pipeline.ingest.parts import DUMP_WRITTEN_AT, Rating, Response, SkipReason
+from kto_pipeline.ingest.parts import DUMP_WRITTEN_AT, Rating, Response, Skipped, SkipReason
 from kto_pipeline.ingest.records import FUTURE_TOLERANCE, checked_timestamp, record_rows
 
 __all__ = ["FUTURE_TOLERANCE", "IngestOptions", "IngestResult", "ingest", "records_kept", "weeks_touched"]
@@ -115,9 +115,21 @@ class _Collected:
         )
 
 
+@dataclass
+class _Waiting:
+    """A record whose week is settled once its dump's home week is known."""
+
+    origin: Origin
+    ts: pd.Timestamp | None = None
+    exc: ContractError | None = None  # quarantined with this reason, or
+    skip: Skipped | None = None  # skipped with this one
+    raw: str = ""
+    at_home: bool = False  # in the home week whatever its time says
+
+
 def _ingest_dump(dump: DumpFile, acc: _Collected) -> None:
     options, cal = acc.options, acc.options.calendar
-    unplaced: list[dict] = []  # quarantine entries waiting for the dump's home week
+    waiting: list[_Waiting] = []
     weeks_seen: list[str] = []
     not_after = None if dump.mtime is None else pd.Timestamp(dump.mtime, unit="s", tz="UTC") + FUTURE_TOLERANCE
     acc.not_after[dump.name] = not_after
@@ -129,8 +141,7 @@ def _ingest_dump(dump: DumpFile, acc: _Collected) -> None:
     for raw in read_dump(dump, acc.storage_options):
         if raw.reason is not None:
             origin = Origin(dump.name, raw.line, UNREADABLE_FORMAT)
-            unplaced.append({"origin": origin, "role": ROLE_RECORD, "exc": ContractError(raw.reason, raw.detail)})
-            unplaced[-1]["raw"] = raw.raw
+            waiting.append(_Waiting(origin, exc=ContractError(raw.reason, raw.detail), raw=raw.raw))
             continue
         origin = Origin(dump.name, raw.line, format_of(raw.value, options.format))
         try:
@@ -159,25 +170,22 @@ def _ingest_dump(dump: DumpFile, acc: _Collected) -> None:
             else:
                 ts = _lenient_timestamp(adapted.timestamp)
                 note_week(ts)
-                unplaced.append({"origin": origin, "skip": adapted, "ts": ts})
+                waiting.append(_Waiting(origin, ts, skip=adapted))
         except ContractError as exc:
             ts = _raw_timestamp(raw.value)
-            item = {"origin": origin, "role": ROLE_RECORD, "exc": exc, "raw": _preview(raw.value), "ts": ts}
-            # Not only FUTURE_TIMESTAMP: a record dated after its dump that fails an earlier rule
-            # (its adapter, say) must not open a week that may never close either.
-            if exc.reason != Reason.FUTURE_TIMESTAMP:
+            # A record dated after its dump was written goes to the home week: its own week may
+            # never close (week_or_home also catches one that failed an earlier rule).
+            future = exc.reason == Reason.FUTURE_TIMESTAMP
+            if not future:
                 note_week(ts)
-            else:
-                item["ts_week"] = False
-            unplaced.append(item)
+            waiting.append(_Waiting(origin, ts, exc=exc, raw=_preview(raw.value), at_home=future))
     acc.home[dump.name] = min(weeks_seen) if weeks_seen else _fallback_week(dump, cal)
-    for item in unplaced:
-        ts = item.get("ts")
-        week = acc.home[dump.name] if item.get("ts_week") is False else acc.week_or_home(ts, dump.name)
-        if "skip" in item:
-            acc.settle(item["origin"], ROLE_RECORD, SKIPPED, week, item["skip"].reason)
+    for item in waiting:
+        week = acc.home[dump.name] if item.at_home else acc.week_or_home(item.ts, dump.name)
+        if item.skip is not None:
+            acc.settle(item.origin, ROLE_RECORD, SKIPPED, week, item.skip.reason)
         else:
-            acc.quarantined(item["origin"], item["role"], week, item["exc"], item["raw"], ts)
+            acc.quarantined(item.origin, ROLE_RECORD, week, item.exc, item.raw, item.ts)
 
 
 def _written_at(dump: DumpFile) -> pd.Timestamp:
