@@ -53,7 +53,7 @@ from kto_pipeline.ingest.options import IngestOptions
 from kto_pipeline.ingest.parts import DUMP_WRITTEN_AT, Rating, Response, Skipped, SkipReason
 from kto_pipeline.ingest.records import FUTURE_TOLERANCE, checked_timestamp, record_rows
 
-__all__ = ["FUTURE_TOLERANCE", "IngestOptions", "IngestResult", "ingest", "records_kept", "weeks_touched"]
+__all__ = ["FUTURE_TOLERANCE", "IngestOptions", "IngestResult", "ingest", "records_kept"]
 
 _TIMESTAMP_KEYS = ("timestamp", "created_at", "start_time", "startTime", "created", "time")
 
@@ -291,10 +291,3 @@ def _fallback_week(dump: DumpFile, cal: WeekCalendar) -> str:
         return cal.first_week
     week = cal.week_of(pd.Timestamp(dump.mtime, unit="s", tz="UTC"))
     return max(week, cal.first_week)
-
-
-def weeks_touched(
-    dump: DumpFile, options: IngestOptions | None = None, storage_options: dict | None = None
-) -> set[str]:
-    """The weeks whose rows or quarantine this dump alone contributes to."""
-    return ingest([dump], options, storage_options).weeks()
