@@ -191,3 +191,30 @@ def test_local_generation_matches_the_simulators_greedy_sampler_and_is_seeded():
         ev.generate_local(base, prompts, max_new_tokens=4, temperature=1.0, seed=7, decode_join="") for _ in "ab"
     ]
     assert sampled[0] == sampled[1] and sampled[0] != greedy
+
+
+def test_an_untrained_copy_of_the_champion_is_blocked_as_unchanged():
+    champion = bundled_base(get_scenario("carry_bug"))
+    rows = _misled_rows(champion, bundled_base(get_scenario("scarce_positives")))
+    result = ev.evaluate_candidates(
+        rows, candidate=champion, champion=champion, base=champion, beta=0.1, batch_size=8, max_length=64
+    )
+    answers = ev.evaluate_answers(
+        rows,
+        candidate=champion,
+        baseline=champion,
+        baseline_role=result.baseline_role,
+        config=ev.AnswerConfig(n_prompts=16, max_new_tokens=4, batch_size=16, decode_join="", seed=0),
+        data_format=result.data_format,
+        judge=None,
+    )
+    # Nothing is worse, so every "no worse" rule passes; only the unchanged rule sees it.
+    assert ev.decide_promotion(
+        result, dataclasses.replace(ev.PromotionPolicy(), block_unchanged=False), answers=answers
+    ).promote
+    decision = ev.decide_promotion(result, ev.PromotionPolicy(), answers=answers)
+    assert not decision.promote
+    [unchanged] = [s for s in decision.signals if s.name == "changed from the baseline"]
+    assert (
+        not unchanged.passed and "identical rewards on every held-out row and identical answers" in unchanged.describe()
+    )

@@ -235,7 +235,7 @@ def _metrics(role: str, accuracy: float) -> ModelMetrics:
         loss=0.5,
         logps_desirable_mean=-3.0,
         logps_undesirable_mean=-4.0,
-        rewards=(0.1, 0.2, -0.1, -0.2),
+        rewards=(accuracy, 0.2, -0.1, -0.2),  # another model, other rewards
         labels=(True, True, False, False),
     )
 

@@ -93,6 +93,14 @@ class PromotionPolicy:
             "user's edit than the baseline (ties half) is below this; 0 turns the rule off"
         },
     )
+    block_unchanged: bool = field(
+        default=True,
+        metadata={
+            "help": "Block a candidate indistinguishable from the baseline: the same reward on every held-out row "
+            "and, when answers were generated, the same answer to every prompt (training did not move the model: "
+            "promoting it changes nothing and hides a broken run)"
+        },
+    )
     max_reproduction_increase: float = field(
         default=0.0,
         metadata={
@@ -247,6 +255,20 @@ def answer_checks(answers: AnswerEvaluation | None, policy: PromotionPolicy) -> 
     return tuple(out)
 
 
+def unchanged_check(result: EvalResult, answers: AnswerEvaluation | None) -> SignalCheck:
+    """Whether the candidate is the baseline again: exactly the same per-row rewards (log-prob
+    ratios to the base, so equal only for the same weights in practice) and the same answers."""
+    cand, base = result.models.get(ROLE_CANDIDATE), result.models.get(result.baseline_role)
+    rule = "blocks a candidate identical to the baseline"
+    if cand is None or base is None or not cand.rewards:
+        return SignalCheck("changed from the baseline", None, rule, passed=True, skipped=True, note="no rewards")
+    same = cand.rewards == base.rewards
+    if answers is not None:
+        same = same and answers.answers[ROLE_CANDIDATE] == answers.answers[answers.baseline_role]
+    note = "identical rewards on every held-out row" + (" and identical answers" if answers is not None else "")
+    return SignalCheck("changed from the baseline", None, rule, passed=not same, note=note if same else "changed")
+
+
 def decide_promotion(
     result: EvalResult,
     policy: PromotionPolicy | None = None,
@@ -275,5 +297,7 @@ def decide_promotion(
         _check_rule(rule, value(ROLE_CANDIDATE, rule.name), value(baseline, rule.name)) for rule in policy.rules()
     )
     signals = answer_checks(answers, policy)
+    if policy.block_unchanged:
+        signals = (*signals, unchanged_check(result, answers))
     promote = all(c.passed for c in (*checks, *signals)) and not collapsed
     return PromotionDecision(promote, baseline, checks, collapsed, collapse_reason if collapsed else None, signals)
