@@ -28,8 +28,9 @@ three policies:
 
 * implicit: the reward-accuracy rule only (tolerance 0.05, the simulator's), collapse ignored;
 * answers: the answer rules only (judge win rate, edits, reproduced thumbs-down), collapse ignored;
-* combined: `PromotionPolicy(tolerance=0.05)` with the answer rules at their defaults and the
-  collapse check: what the main job runs (the acceptance figure is computed on this one);
+* combined: `PromotionPolicy(tolerance=0.05)` with the answer rules, the unchanged rule (a
+  candidate with the baseline's exact rewards and answers is blocked) and the collapse check at
+  their defaults: what the main job runs (the acceptance figure is computed on this one);
 * combined_must_improve: not a default, a probe: the combined gate with the reward accuracy
   required to rise by half a point (`tolerance=-0.005`).
 
@@ -73,14 +74,19 @@ SEED = 0
 
 POLICIES = {
     "implicit": ev.PromotionPolicy(
-        tolerance=GATE_TOLERANCE, min_win_rate_upper=0.0, min_edit_closer_upper=0.0, max_reproduction_increase=1.0
+        tolerance=GATE_TOLERANCE,
+        min_win_rate_upper=0.0,
+        min_edit_closer_upper=0.0,
+        max_reproduction_increase=1.0,
+        block_unchanged=False,
     ),
     # An infinite tolerance makes the reward rule pass whatever the rewards: only the answer rules decide.
-    "answers": ev.PromotionPolicy(tolerance=math.inf),
+    "answers": ev.PromotionPolicy(tolerance=math.inf, block_unchanged=False),
+    # The pipeline's gate: the simulator's tolerance, the answer rules and the unchanged rule at their defaults.
     "combined": ev.PromotionPolicy(tolerance=GATE_TOLERANCE),
-    # Not the default: the combined gate with a negative tolerance, i.e. the reward accuracy must rise by at
-    # least half a point. Measured because "not significantly worse" cannot tell a no-op from an improvement.
-    "combined_must_improve": ev.PromotionPolicy(tolerance=-0.005),
+    # Not the default: the reward accuracy must rise by at least half a point (a negative tolerance), which
+    # also tells a no-op from an improvement, but on noisy held-out sets blocks good weeks too.
+    "combined_must_improve": ev.PromotionPolicy(tolerance=-0.005, block_unchanged=False),
 }
 # Planted recipes: overrides of the week's own recipe. Step caps keep each run under a minute on one thread.
 # flipped and overtrained train their whole budget even when the collapse guard fires (it still
