@@ -128,7 +128,7 @@ def _misled_rows(liked: str, disliked: str, n: int = 40) -> list[dict]:
     return rows
 
 
-def _gate(candidate, champion, rows, judge_url, model):
+def _gate(candidate, champion, rows, judge=None, n_prompts=64):
     result = ev.evaluate_candidates(
         rows, candidate=candidate, champion=champion, base=champion, beta=0.1, batch_size=8, max_length=64
     )
@@ -137,9 +137,9 @@ def _gate(candidate, champion, rows, judge_url, model):
         candidate=candidate,
         baseline=champion,
         baseline_role=result.baseline_role,
-        config=ev.AnswerConfig(n_prompts=64, max_new_tokens=4, batch_size=32, decode_join="", **{"seed": 0}),
+        config=ev.AnswerConfig(n_prompts=n_prompts, max_new_tokens=4, batch_size=32, decode_join="", seed=0),
         data_format=result.data_format,
-        judge=ev.OpenAIJudge(model, judge_url),
+        judge=judge,
     )
     return result, answers
 
@@ -152,8 +152,9 @@ def test_a_candidate_worse_in_answers_but_better_in_implicit_reward_is_blocked(t
         prompts, sample_answers(good, prompts, 0.0, 0)
     )
     with serve_oracle_judge() as judge:
-        result, answers = _gate(weak, good, _misled_rows(weak, good), judge.base_url, judge.model)
-        control_result, control_answers = _gate(good, weak, _misled_rows(good, weak), judge.base_url, judge.model)
+        oracle = ev.OpenAIJudge(judge.model, judge.base_url)
+        result, answers = _gate(weak, good, _misled_rows(weak, good), oracle)
+        control_result, control_answers = _gate(good, weak, _misled_rows(good, weak), oracle)
 
     # The log-prob gate alone promotes the weak candidate: its implicit reward is far better.
     assert result.models["candidate"].reward_accuracy > result.models["champion"].reward_accuracy + 0.2
@@ -196,18 +197,7 @@ def test_local_generation_matches_the_simulators_greedy_sampler_and_is_seeded():
 def test_an_untrained_copy_of_the_champion_is_blocked_as_unchanged():
     champion = bundled_base(get_scenario("carry_bug"))
     rows = _misled_rows(champion, bundled_base(get_scenario("scarce_positives")))
-    result = ev.evaluate_candidates(
-        rows, candidate=champion, champion=champion, base=champion, beta=0.1, batch_size=8, max_length=64
-    )
-    answers = ev.evaluate_answers(
-        rows,
-        candidate=champion,
-        baseline=champion,
-        baseline_role=result.baseline_role,
-        config=ev.AnswerConfig(n_prompts=16, max_new_tokens=4, batch_size=16, decode_join="", seed=0),
-        data_format=result.data_format,
-        judge=None,
-    )
+    result, answers = _gate(champion, champion, rows, n_prompts=16)
     # Nothing is worse, so every "no worse" rule passes; only the unchanged rule sees it.
     assert ev.decide_promotion(
         result, dataclasses.replace(ev.PromotionPolicy(), block_unchanged=False), answers=answers

@@ -148,7 +148,7 @@ class Accepted(BaseModel):
     duplicates: int = Field(description="Events already recorded (a retry): not written again")
 
 
-def text_lengths_ok(record: dict[str, Any], limit: int) -> str | None:
+def field_over_limit(record: dict[str, Any], limit: int) -> str | None:
     """The first text field over `limit` characters, or None."""
     for name in ("completion", "edited_completion"):
         if isinstance(record.get(name), str) and len(record[name]) > limit:

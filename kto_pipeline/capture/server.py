@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from kto_pipeline.capture.auth import RateLimiter, parse_tokens, token_name
 from kto_pipeline.capture.committer import GroupCommitter
 from kto_pipeline.capture.config import CaptureConfig
-from kto_pipeline.capture.events import Accepted, EventBatch, FeedbackEvent, ResponseEvent, text_lengths_ok
+from kto_pipeline.capture.events import Accepted, EventBatch, FeedbackEvent, ResponseEvent, field_over_limit
 from kto_pipeline.capture.segments import SegmentWriter
 from kto_pipeline.config.deployment import CAPTURE_TOKENS, DeploymentSettings
 
@@ -124,7 +124,7 @@ def create_app(
         received = datetime.now(UTC)
         records = [e.record(received) for e in events]
         for i, rec in enumerate(records):
-            field = text_lengths_ok(rec, config.max_text_chars)
+            field = field_over_limit(rec, config.max_text_chars)
             if field is not None:
                 loc = ("body", "events", i, field) if batch else ("body", field)
                 msg = f"{field} is over {config.max_text_chars} characters"

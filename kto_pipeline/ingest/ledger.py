@@ -101,13 +101,10 @@ class IngestResult:
 
     def account(self) -> RowAccount:
         """Records in = kept + dropped, where dropped is quarantined or skipped, each with its reason."""
-        dropped = Counter(self.quarantine["reason"].dropna().astype(str))
-        dropped.update(self.ledger.loc[self.ledger["fate"] == SKIPPED, "reason"].astype(str))
-        without = int(self.quarantine["reason"].isna().sum())
-        account = account_counts(len(self.ledger), int((self.ledger["fate"] == KEPT).sum()), dropped, unit="records")
-        if without:  # a quarantined record without a reason is not accounted for
-            account = account_counts(account.rows_in, account.kept, dropped | {"": without}, unit="records")
-        return account
+        skipped = self.ledger.loc[self.ledger["fate"] == SKIPPED, ["reason"]]
+        dropped = pd.concat([self.quarantine[["reason"]], skipped], ignore_index=True)
+        # By frame, so a dropped record without a reason leaves the account unbalanced.
+        return account_counts(len(self.ledger), int((self.ledger["fate"] == KEPT).sum()), dropped, unit="records")
 
     def summary(self) -> dict[str, Any]:
         """Counts a person checks first; records in = kept + quarantined + skipped."""
