@@ -7,7 +7,7 @@ import multiprocessing
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -102,17 +102,19 @@ class _RecordTexts:
 
 
 # One record: (prompt text, prompt messages JSON or None, completions of its rows).
-_Record = tuple[str, str | None, list[str]]
+Record = tuple[str, str | None, list[str]]
+# The same, redacted, with the count of entities replaced per type.
+RedactedRecord = tuple[str, str | None, list[str], Counter]
 
 
-def _record_texts(record: _Record) -> list[str]:
+def _record_texts(record: Record) -> list[str]:
     prompt, messages_json, completions = record
     if messages_json is not None:
         return [m["content"] for m in json.loads(messages_json)] + completions
     return [prompt, *completions]
 
 
-def _finish(record: _Record, state: _RecordTexts) -> tuple[str, str | None, list[str], Counter]:
+def _finish(record: Record, state: _RecordTexts) -> RedactedRecord:
     prompt, messages_json, completions = record
     texts = state.output()
     if messages_json is not None:
@@ -123,7 +125,7 @@ def _finish(record: _Record, state: _RecordTexts) -> tuple[str, str | None, list
     return texts[0], None, texts[1:], state.counts
 
 
-def _redact_chunk(engines: Engines, records: list[_Record]) -> list:
+def redact_chunk(engines: Engines, records: list[Record]) -> list[RedactedRecord]:
     """A chunk of records: every distinct text analysed in one batched NLP pass, then the texts
     each pass rewrote analysed again, also batched across the chunk."""
     states = [_RecordTexts(_record_texts(record)) for record in records]
@@ -151,9 +153,9 @@ def _init_worker(config: RedactionConfig) -> None:
     _WORKER = Engines(config, model_threads=1)
 
 
-def _work(chunk: list[_Record]) -> list:
+def _work(chunk: list[Record]) -> list:
     assert _WORKER is not None
-    return _redact_chunk(_WORKER, chunk)
+    return redact_chunk(_WORKER, chunk)
 
 
 def _workers(config: RedactionConfig, n_records: int) -> int:
@@ -161,18 +163,25 @@ def _workers(config: RedactionConfig, n_records: int) -> int:
     return max(1, min(wanted, n_records // config.min_records_per_worker))
 
 
-def _map_records(config: RedactionConfig, records: list[_Record]) -> list:
+def map_records(config: RedactionConfig, records: list[Record]) -> list[RedactedRecord]:
     workers = _workers(config, len(records))
     chunks = [records[i : i + config.chunk_records] for i in range(0, len(records), config.chunk_records)]
     if workers == 1:
         engines = engines_for(config)
-        return [item for chunk in chunks for item in _redact_chunk(engines, chunk)]
+        return [item for chunk in chunks for item in redact_chunk(engines, chunk)]
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch threads exist
     with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
         return [item for chunk in pool.map(_work, chunks) for item in chunk]
 
 
-def redact(rows: pd.DataFrame, config: RedactionConfig | None = None) -> RedactionResult:
+# How a list of records is redacted: here, in one process or a local pool (`map_records`);
+# a cluster backend passes its own, which must return what `redact_chunk` returns, in order.
+RecordMapper = Callable[[RedactionConfig, list[Record]], list[RedactedRecord]]
+
+
+def redact(
+    rows: pd.DataFrame, config: RedactionConfig | None = None, mapper: RecordMapper | None = None
+) -> RedactionResult:
     """The rows with PII in prompts, prompt messages and completions replaced by placeholders.
 
     All rows of one record (a thumb, or an edit and its original) share one mapping, so the
@@ -186,11 +195,11 @@ def redact(rows: pd.DataFrame, config: RedactionConfig | None = None) -> Redacti
     prompts = out["prompt"].to_numpy(dtype=object).copy()
     messages_col = out["prompt_messages"].to_numpy(dtype=object).copy()
     completions = out["completion"].to_numpy(dtype=object).copy()
-    records: list[_Record] = [
+    records: list[Record] = [
         (prompts[idx[0]], None if pd.isna(messages_col[idx[0]]) else messages_col[idx[0]], completions[idx].tolist())
         for idx in groups
     ]
-    results = _map_records(config, records)
+    results = (mapper or map_records)(config, records)
 
     found: Counter = Counter()
     with_pii = 0
