@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from kto_pipeline.models.registry import ModelRegistry
 from kto_pipeline.train.spec import TrainSpec
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TRAINER_MODULE = "resources.trainer_process"
 
 
 class TrainingProcessKilled(Exception):
@@ -109,10 +111,23 @@ class KTOTrainerResource(dg.ConfigurableResource):
     )
     models_root: str = Field(description="Local folder of checkpoints, trainer work folders, reports and promotions")
     device: str | None = Field(default=None, description="cuda or cpu; default: the GPU when there is one")
-    launcher: Literal["python", "accelerate"] = Field(
-        default="python", description="python: one process; accelerate: accelerate launch"
+    launcher: Literal["python", "accelerate", "ray"] = Field(
+        default="python",
+        description="python: one process; accelerate: accelerate launch; ray: accelerate launch on `machines` nodes of a Ray cluster",
     )
-    num_processes: int = Field(default=1, description="accelerate launcher: processes (GPUs)")
+    num_processes: int = Field(
+        default=1, description="accelerate launcher: processes (GPUs); ray launcher: processes per machine"
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="ray launcher: the cluster's job server (dashboard) address, e.g. http://raycluster-head-svc:8265",
+    )
+    machines: int = Field(default=2, description="ray launcher: nodes to train on, one accelerate launch each")
+    cpus_per_machine: float = Field(default=1.0, description="ray launcher: CPUs each machine reserves")
+    gpus_per_machine: float = Field(default=0.0, description="ray launcher: GPUs each machine reserves")
+    ray_python: str = Field(
+        default="python", description="ray launcher: the Python on the cluster's nodes that has this project installed"
+    )
     accelerate_args: list[str] = Field(
         default_factory=list, description="Extra accelerate launch arguments, e.g. --mixed_precision bf16"
     )
@@ -132,7 +147,9 @@ class KTOTrainerResource(dg.ConfigurableResource):
         return ModelRegistry(self.models_root)
 
     def command(self, spec_path: Path) -> list[str]:
-        entry = ["-m", "resources.trainer_process", "--spec", str(spec_path)]
+        if self.launcher == "ray":
+            raise ValueError("the ray launcher submits a Ray job: see ray_job()")
+        entry = ["-m", TRAINER_MODULE, "--spec", str(spec_path)]
         if self.launcher == "python":
             return [sys.executable, *entry]
         launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(self.num_processes)]
@@ -143,6 +160,22 @@ class KTOTrainerResource(dg.ConfigurableResource):
         elif not self._uses_cuda():
             launch.append("--cpu")
         return [*launch, *self.accelerate_args, *entry]
+
+    def ray_job(self, spec_path: Path) -> dict[str, Any]:
+        """The Ray job (`JobSubmissionClient.submit_job` parameters) of the ray launcher: its driver
+        places one `accelerate launch` per machine and relays rank 0's Pipes messages."""
+        if self.ray_address is None:
+            raise ValueError("the ray launcher needs ray_address (the cluster's job server, http://<head>:8265)")
+        entrypoint = [
+            self.ray_python, "-m", "kto_pipeline.train.cluster_launch",
+            "--spec", str(spec_path), "--module", TRAINER_MODULE,
+            "--machines", str(self.machines), "--processes-per-machine", str(self.num_processes),
+            "--cpus-per-machine", str(self.cpus_per_machine), "--gpus-per-machine", str(self.gpus_per_machine),
+        ]  # fmt: skip
+        if self.accelerate_args:
+            entrypoint += ["--", *self.accelerate_args]
+        # The driver itself needs no CPU: the machines' bundles hold the cluster's resources.
+        return {"entrypoint": shlex.join(entrypoint), "runtime_env": {"env_vars": self.process_env()}}
 
     def _uses_cuda(self) -> bool:
         if self.device is not None:
@@ -168,12 +201,20 @@ class KTOTrainerResource(dg.ConfigurableResource):
         spec = dataclasses.replace(spec, recipe={**self.recipe, **spec.recipe}, device=self.device or spec.device)
         spec_path = work_dir / "spec.json"
         spec_path.write_text(spec.to_json())
-        client = TrainerPipesClient(env=self.process_env(), cwd=str(PROJECT_ROOT), forward_termination=True)
-        command = self.command(spec_path)
         if context.retry_number:
             context.log.warning(
                 f"retry {context.retry_number}: training resumes from the last saved checkpoint under "
                 f"{work_dir / 'trainer'} when the data and recipe are unchanged"
             )
+        if self.launcher == "ray":
+            # Imported here: without a cluster nothing loads ray or dagster-ray.
+            from resources.ray_trainer_client import RayTrainerPipesClient
+
+            job = self.ray_job(spec_path)
+            context.log.info(f"training job on the Ray cluster at {self.ray_address}: {job['entrypoint']}")
+            client = RayTrainerPipesClient(address=self.ray_address, poll_interval=0.5)
+            return client.run(context=context, submit_job_params=job).get_materialize_result()
+        client = TrainerPipesClient(env=self.process_env(), cwd=str(PROJECT_ROOT), forward_termination=True)
+        command = self.command(spec_path)
         context.log.info(f"training process: {' '.join(command)}")
         return client.run(command=command, context=context).get_materialize_result()
