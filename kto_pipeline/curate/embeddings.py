@@ -21,7 +21,7 @@ every case.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,6 +126,12 @@ class TextEmbedder:
         self.onnx_path: Path | None = None  # the ONNX file in use, once loaded
         self._model: Any = None
         self._lock = threading.Lock()
+        # What was asked for, before "auto" and the device were resolved here: another
+        # machine (a Ray worker with a GPU) rebuilds the embedder from this.
+        self._requested = EmbedderConfig(
+            model=model, device=device, batch_size=batch_size, max_seq_length=max_seq_length,
+            backend=backend, cache_dir=cache_dir,
+        )  # fmt: skip
 
     @classmethod
     def from_config(cls, config: EmbedderConfig) -> TextEmbedder:
@@ -137,6 +143,10 @@ class TextEmbedder:
             backend=config.backend,
             cache_dir=config.cache_dir,
         )
+
+    def to_config(self) -> EmbedderConfig:
+        """The settings this embedder was made with (unresolved: "auto" stays "auto")."""
+        return self._requested
 
     # -- configuration -------------------------------------------------------------------
 
@@ -236,11 +246,22 @@ class TextEmbedder:
             )
         return np.asarray(out, dtype=np.float32)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_batches(self, batches: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """Each batch encoded as one forward pass (of at most `batch_size` texts): the unit a
+        cluster worker runs for `encoder_batches`' plan."""
+        for batch in batches:
+            if len(batch) > self.batch_size:
+                raise ValueError(f"a batch of {len(batch)} texts is more than batch_size={self.batch_size}")
+        return [self._encode(list(batch)) for batch in batches]
+
+    def embed(self, texts: Sequence[str], encode: Callable[[list[str]], np.ndarray] | None = None) -> np.ndarray:
         """Texts → float32 array of shape (len(texts), dim), each row of unit L2 norm.
 
         Identical texts are embedded once (the input is deduplicated, encoded, and scattered
         back), so equal inputs get bit-identical rows. Same input → same output.
+
+        encode: what encodes the distinct texts, longest first (default: this process's model);
+            a cluster backend passes its own, which must return what this model would.
         """
         texts = list(texts)
         if not texts:
@@ -259,7 +280,7 @@ class TextEmbedder:
         # Longest first (sentence-transformers' own batching order, made explicit so that it
         # holds for every backend): a batch pads to about its own length only.
         by_length = sorted(range(len(unique)), key=lambda j: -len(unique[j]))
-        encoded = self._encode([unique[j] for j in by_length])
+        encoded = (encode or self._encode)([unique[j] for j in by_length])
         vectors = np.empty_like(encoded)
         vectors[by_length] = encoded
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -271,3 +292,16 @@ class TextEmbedder:
             f"TextEmbedder({self.name!r}, device={self._device!r}, batch_size={self.batch_size}, "
             f"backend={self.backend!r})"
         )
+
+
+def encoder_batches(texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+    """The batches (index arrays into `texts`) sentence-transformers' `encode(texts, batch_size)`
+    runs, in its order: a stable-free argsort by decreasing length, then slices.
+
+    An int8 ONNX model quantizes each batch with the batch's own scale, so a text's vector
+    depends on which texts share its batch: encoding these same batches elsewhere (one forward
+    pass each) gives the same vectors as one `encode` call here. Mirrors
+    `SentenceTransformer._inference` (sentence-transformers 6.x, strings, no flattened inputs).
+    """
+    order = np.argsort([-len(t) for t in texts])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

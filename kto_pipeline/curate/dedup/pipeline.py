@@ -40,6 +40,9 @@ class DedupResult:
     info: dict = field(default_factory=dict)
 
 
+# (prompts, completions, num_perm, seed, shingle_size) → (prompt, completion) signatures.
+RowSignatures = Callable[[list[str], list[str], int, int, int], tuple[np.ndarray, np.ndarray]]
+
 _REQUIRED = ("row_id", "record_id", "timestamp", "prompt", "completion", "label")
 
 
@@ -48,6 +51,7 @@ def deduplicate(
     embeddings: np.ndarray | Callable[[pd.DataFrame], np.ndarray],
     history: DedupHistory | None = None,
     config: DedupConfig | None = None,
+    signatures: RowSignatures | None = None,
 ) -> DedupResult:
     """Remove contradictions, exact, near and semantic duplicates (see the package docstring,
     `kto_pipeline.curate.dedup`, for the rules), within the week and against `history`.
@@ -57,6 +61,8 @@ def deduplicate(
     embeddings: (len(rows), dim) L2-normalised vectors aligned with `rows` (see `embed_rows`),
         or a function of a frame of rows returning them. A function is called once, only on
         the rows the cheaper stages left, so no duplicate they caught is ever embedded.
+    signatures: what computes the MinHash signatures (default `row_signatures`, here); a
+        cluster backend passes its own, which must return what `row_signatures` returns.
     """
     config = config or DedupConfig()
     missing = [c for c in _REQUIRED if c not in rows.columns]
@@ -108,7 +114,7 @@ def deduplicate(
     sig_p = np.zeros((n, config.num_perm), dtype=np.uint32)
     sig_c = np.zeros((n, config.num_perm), dtype=np.uint32)
     if len(alive):
-        sp, sc = row_signatures(
+        sp, sc = (signatures or row_signatures)(
             [prompts[i] for i in alive],
             [completions[i] for i in alive],
             config.num_perm,
