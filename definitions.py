@@ -34,6 +34,7 @@ from resources import (
     PiiRedactor,
     TeacherLLM,
 )
+from resources.ray_executor import executor_from_env
 
 SETTINGS = DeploymentSettings.from_env()
 STORAGE = SETTINGS.storage_root()
@@ -75,6 +76,11 @@ def trainer_from_env(settings: DeploymentSettings | None = None) -> KTOTrainerRe
         device=s.trainer_device,
         launcher=s.trainer_launcher,
         num_processes=s.trainer_processes,
+        ray_address=s.ray_jobs_address,
+        machines=s.trainer_machines,
+        cpus_per_machine=s.trainer_cpus_per_machine,
+        gpus_per_machine=s.trainer_gpus_per_machine,
+        ray_python=s.trainer_ray_python,
         recipe=s.trainer_recipe,
         threads=s.trainer_threads or None,
     )
@@ -107,4 +113,6 @@ defs = dg.Definitions(
         # simulator points it at its oracle endpoint); the judge-free answer signals always run.
         "judge": JudgeLLM(),
     },
+    # None (Dagster's multiprocess executor) unless KTO_PIPELINE_EXECUTOR=ray: resources/ray_executor.py.
+    executor=executor_from_env(SETTINGS),
 )

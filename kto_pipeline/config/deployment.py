@@ -63,8 +63,24 @@ class DeploymentSettings:
     trainer_device: str | None = _setting(
         help="cuda or cpu for training and evaluation; default: the GPU when there is one"
     )
-    trainer_launcher: str = _setting("python", help="python (one process) or accelerate (accelerate launch)")
-    trainer_processes: int = _setting(1, kind=int, help="accelerate launcher: processes (GPUs)")
+    trainer_launcher: str = _setting(
+        "python", help="python (one process), accelerate (accelerate launch) or ray (accelerate launch on Ray nodes)"
+    )
+    trainer_processes: int = _setting(1, kind=int, help="accelerate launcher: processes (GPUs); ray: per machine")
+    trainer_machines: int = _setting(2, kind=int, help="ray launcher: nodes to train on, one accelerate launch each")
+    trainer_cpus_per_machine: float = _setting(1.0, kind=float, help="ray launcher: CPUs each machine reserves")
+    trainer_gpus_per_machine: float = _setting(0.0, kind=float, help="ray launcher: GPUs each machine reserves")
+    trainer_ray_python: str = _setting(
+        "python", help="ray launcher: the Python on the Ray nodes that has this project installed"
+    )
+    ray_jobs_address: str | None = _setting(
+        help="The Ray cluster's job server, http://<head>:8265: the ray trainer launcher and the ray executor submit jobs there"
+    )
+    executor: str = _setting(
+        "default",
+        help="Where a run's steps execute: default (Dagster's multiprocess executor, beside the run) or ray "
+        "(dagster-ray's ray_executor: each step a Ray job at ray_jobs_address)",
+    )
     trainer_recipe: dict = _setting(dict, kind=dict, help="JSON object of training recipe overrides (KTORecipe fields)")
     trainer_threads: int | None = _setting(
         help="CPU threads of the training process; default: torch's choice", kind=int

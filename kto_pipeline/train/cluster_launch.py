@@ -170,9 +170,41 @@ def _machine(command: list[str]) -> Iterator[tuple[str, str]]:
 
 
 @dataclass
-class _Outcome:
+class MachineOutcome:
+    """How one machine's launcher ended."""
+
     exit_code: int | None = None  # the launcher's exit code
-    lost: str | None = None  # why Ray lost the machine (node died, worker crashed)
+    lost: str | None = None  # why Ray lost the machine (node died, worker crashed, cancelled)
+
+
+def decide(
+    outcomes: Sequence[MachineOutcome], rank0_error: dict[str, Any] | None, rank0_closed_cleanly: bool = False
+) -> tuple[int, str]:
+    """The job's exit code and a line saying why: 0 when every launcher succeeded, or rank 0 closed
+    its session cleanly (it saved the checkpoint and reported it); KILLED_EXIT when a machine was
+    lost, or rank 0 reported no error of its own (it was killed) or only a lost peer; else
+    FAILED_EXIT (`rank0_error`, rank 0's closing Pipes exception, is the reason)."""
+    lost = [f"machine {i}: {o.lost}" for i, o in enumerate(outcomes) if o.lost]
+    exits = [o.exit_code for o in outcomes]
+    if not lost and all(code == 0 for code in exits):
+        return 0, "training finished on every machine"
+    if rank0_closed_cleanly:
+        return (
+            0,
+            f"training finished: rank 0 saved and reported it (launcher exit codes {exits}; {lost or 'no machine lost'})",
+        )
+    if lost or rank0_error is None or is_lost_peer(rank0_error):
+        if lost:
+            why = "; ".join(lost)
+        elif rank0_error is None:
+            why = "rank 0 ended without reporting an error of its own"
+        else:
+            why = f"rank 0 lost a peer ({rank0_error.get('name')}: {str(rank0_error.get('message')).strip()[:200]})"
+        return (
+            KILLED_EXIT,
+            f"training killed ({why}; launcher exit codes {exits}): a retry resumes from the last checkpoint",
+        )
+    return FAILED_EXIT, f"training failed: {rank0_error.get('name')}: {str(rank0_error.get('message')).strip()[:500]}"
 
 
 class _Driver:
@@ -183,7 +215,8 @@ class _Driver:
         self.lock = threading.Lock()
         self.held: dict[str, Any] | None = None  # rank 0's closing message, when it carries an error
         self.held_line: str | None = None
-        self.outcomes = [_Outcome() for _ in range(launch.machines)]
+        self.closed_cleanly = False
+        self.outcomes = [MachineOutcome() for _ in range(launch.machines)]
         self.tasks: list[Any] = []
 
     def say(self, line: str) -> None:
@@ -203,6 +236,7 @@ class _Driver:
                     if exception:
                         self.held, self.held_line = exception, line
                     else:
+                        self.closed_cleanly = self.closed_cleanly or exception is None
                         self.say(line)
                 else:
                     self.say(f"[machine {rank}] {line}")
@@ -212,27 +246,18 @@ class _Driver:
             self.say(f"[machine {rank}] launcher task failed: {err}")
             self.outcomes[rank].exit_code = FAILED_EXIT
         except ray.exceptions.RayError as err:  # node died, worker crashed, object lost
-            self.outcomes[rank].lost = f"{type(err).__name__}: {str(err).splitlines()[0]}"
+            self.outcomes[rank].lost = f"{type(err).__name__}: {str(err).split('. ')[0]}"
             self.say(f"[machine {rank}] lost: {self.outcomes[rank].lost}")
             for other, task in enumerate(self.tasks):
                 if other != rank:
                     ray.cancel(task)
 
     def verdict(self) -> int:
-        lost = [f"machine {i}: {o.lost}" for i, o in enumerate(self.outcomes) if o.lost]
-        if not lost and all(o.exit_code == 0 for o in self.outcomes):
-            return 0
-        if lost or self.held is None or is_lost_peer(self.held):
-            why = "; ".join(lost) or (
-                f"rank 0 lost a peer ({self.held.get('name')}: {str(self.held.get('message')).strip()[:200]})"
-                if self.held
-                else "rank 0 ended without reporting an error of its own"
-            )
-            exits = [o.exit_code for o in self.outcomes]
-            self.say(f"training killed ({why}; launcher exit codes {exits}): a retry resumes from the last checkpoint")
-            return KILLED_EXIT
-        self.say(self.held_line or "")
-        return FAILED_EXIT
+        code, why = decide(self.outcomes, self.held, self.closed_cleanly)
+        self.say(why)
+        if code == FAILED_EXIT and self.held_line:
+            self.say(self.held_line)  # rank 0's closing message: the Dagster side sees the error
+        return code
 
 
 def run(launch: ClusterLaunch) -> int:
