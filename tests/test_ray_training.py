@@ -9,6 +9,7 @@ global_step, same data counts, same adapter weights. Against a single process it
 design (twice the effective batch: half the optimizer steps).
 """
 
+import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from unittest import mock
 
 import dagster as dg
+import psutil
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -152,28 +154,30 @@ def test_an_error_inside_training_on_the_cluster_fails_at_once_without_a_retry(t
     assert "Not retried" in problems[0][1] and "exit code 1" in problems[0][1], problems
 
 
-class KillTrainingNode(threading.Thread):
-    """Once the training saved a complete checkpoint, SIGKILLs a non-head node running one of its
-    ranks (raylet, workers, the launcher and the rank: the whole machine)."""
+class KillOnTheCluster(threading.Thread):
+    """Once the training saved a complete checkpoint, SIGKILLs either a non-head node running one of
+    its ranks (raylet, workers, the launcher and the rank: the whole machine), or only the process
+    of rank `rank` (the OOM killer on one machine)."""
 
-    def __init__(self, cluster: LocalRayCluster, work_dir, timeout_s: float = 300.0):
+    def __init__(self, cluster: LocalRayCluster, work_dir, rank: int | None = None, timeout_s: float = 300.0):
         super().__init__(daemon=True)
-        self.cluster, self.trainer_dir, self.timeout_s = cluster, work_dir / TRAINER_DIR, timeout_s
-        self.killed_node: int | None = None
+        self.cluster, self.trainer_dir, self.rank, self.timeout_s = cluster, work_dir / TRAINER_DIR, rank, timeout_s
+        self.killed: str | None = None
         self.saved_step: int | None = None
         self.error: str | None = None
 
-    def _training_node(self) -> int | None:
-        import psutil
-
-        for index in range(1, self.cluster.nodes):
+    def _ranks(self) -> list[tuple[int, psutil.Process]]:
+        """(node index, process) of every training rank on the cluster."""
+        found = []
+        for index in range(self.cluster.nodes):
             for pid in self.cluster.worker_pids(index):
                 try:
-                    if "resources.trainer_process" in " ".join(psutil.Process(pid).cmdline()):
-                        return index
+                    process = psutil.Process(pid)
+                    if "resources.trainer_process" in " ".join(process.cmdline()):
+                        found.append((index, process))
                 except psutil.Error:
                     continue
-        return None
+        return found
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout_s
@@ -182,26 +186,25 @@ class KillTrainingNode(threading.Thread):
                 self.error = "no checkpoint appeared"
                 return
             time.sleep(0.05)
-        node = self._training_node()
-        if node is None:
-            self.error = "no non-head node runs a training rank"
-            return
-        self.cluster.kill_worker_node(node)
-        self.killed_node = node
+        ranks = self._ranks()
+        if self.rank is None:
+            nodes = sorted({index for index, _ in ranks if index != 0})
+            if not nodes:
+                self.error = f"no non-head node runs a training rank ({ranks})"
+                return
+            self.cluster.kill_worker_node(nodes[0])
+            self.killed = f"node {nodes[0]}"
+        else:
+            chosen = [p for _, p in ranks if p.environ().get("RANK") == str(self.rank)]
+            if len(chosen) != 1:
+                self.error = f"expected one process of rank {self.rank}, found {len(chosen)}"
+                return
+            chosen[0].send_signal(signal.SIGKILL)
+            self.killed = f"rank {self.rank} (pid {chosen[0].pid})"
         self.saved_step = int(latest_checkpoint(self.trainer_dir).name.split("-")[1])
 
 
-def test_a_killed_node_fails_the_attempt_and_the_retry_resumes_from_the_checkpoint(tmp_path, tiny_base):
-    """Three nodes: two train, the third stands in for the replacement a real cluster (KubeRay)
-    brings up after a node loss."""
-    storage, models = _week(tmp_path, ROWS), tmp_path / "models"
-    with JobServerCluster(nodes=3, cpus_per_node=1) as cluster:
-        killer = KillTrainingNode(cluster, ModelRegistry(models).work_dir(WEEK1))
-        killer.start()
-        result = _train_week(
-            storage, _ray_trainer(tiny_base, models, cluster, RESUME_RECIPE), dg.DagsterInstance.ephemeral()
-        )
-        killer.join(timeout=30)
+def _assert_killed_then_resumed(result, killer: KillOnTheCluster) -> None:
     assert killer.error is None, killer.error
     problems = _retries_and_failures(result)
     assert result.success, problems
@@ -211,3 +214,30 @@ def test_a_killed_node_fails_the_attempt_and_the_retry_resumes_from_the_checkpoi
     assert meta["resumed_from_step"] == killer.saved_step > 0
     assert meta["global_step"] == 24  # 96 rows, batch 4, 2 epochs, two ranks: half of 48 steps
     assert meta["healthy"] is True
+
+
+def test_a_sigkilled_rank_on_another_machine_is_retried_and_resumed(tmp_path, tiny_base, two_nodes):
+    """Rank 1 alone is killed: its launcher exits 1 like any failure, and rank 0 reports a gloo
+    "Connection reset by peer" of its own; the job driver reads that as a lost peer."""
+    storage, models = _week(tmp_path, ROWS), tmp_path / "models"
+    killer = KillOnTheCluster(two_nodes, ModelRegistry(models).work_dir(WEEK1), rank=1)
+    killer.start()
+    result = _train_week(
+        storage, _ray_trainer(tiny_base, models, two_nodes, RESUME_RECIPE), dg.DagsterInstance.ephemeral()
+    )
+    killer.join(timeout=30)
+    _assert_killed_then_resumed(result, killer)
+
+
+def test_a_killed_node_fails_the_attempt_and_the_retry_resumes_from_the_checkpoint(tmp_path, tiny_base):
+    """Three nodes: two train, the third stands in for the replacement a real cluster (KubeRay)
+    brings up after a node loss."""
+    storage, models = _week(tmp_path, ROWS), tmp_path / "models"
+    with JobServerCluster(nodes=3, cpus_per_node=1) as cluster:
+        killer = KillOnTheCluster(cluster, ModelRegistry(models).work_dir(WEEK1))
+        killer.start()
+        result = _train_week(
+            storage, _ray_trainer(tiny_base, models, cluster, RESUME_RECIPE), dg.DagsterInstance.ephemeral()
+        )
+        killer.join(timeout=30)
+    _assert_killed_then_resumed(result, killer)
