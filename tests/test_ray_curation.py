@@ -152,3 +152,32 @@ def _project_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
+
+
+def test_the_ray_cluster_resource_hands_steps_the_cluster_backend_and_is_off_by_default(ray_cluster):  # noqa: F811
+    import dagster as dg
+
+    from kto_pipeline.curate.dedup import row_signatures
+    from resources.ray_cluster import RayCluster
+
+    prompts, completions = ["how do I reset my password today"] * 3, ["open settings then profile and reset"] * 3
+    seen: dict = {}
+
+    @dg.asset
+    def signed(ray_cluster: RayCluster) -> None:
+        backend = ray_cluster.backend()
+        seen["backend"] = backend
+        if backend is not None:
+            import ray
+
+            seen["nodes"] = len([n for n in ray.nodes() if n["Alive"]])
+            seen["signatures"] = backend.row_signatures()(prompts, completions, 128, 1, 5)
+
+    assert dg.materialize([signed], resources={"ray_cluster": RayCluster()}).success
+    assert seen["backend"] is None
+
+    on = RayCluster(address=ray_cluster.address, minhash_rows_per_task=1)
+    assert dg.materialize([signed], resources={"ray_cluster": on}).success
+    assert seen["nodes"] == 2
+    expected = row_signatures(prompts, completions, 128, 1, 5)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(seen["signatures"], expected, strict=True))
