@@ -27,7 +27,7 @@ class RayCluster(
             "minhash_rows_per_task",
             "embedding_batches_per_task",
             "num_cpus_per_task",
-            "embedding_gpus",
+            "gpus_per_task",
             "max_retries",
         ],
         name="RayClusterConfig",

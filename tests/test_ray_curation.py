@@ -181,3 +181,18 @@ def test_the_ray_cluster_resource_hands_steps_the_cluster_backend_and_is_off_by_
     assert seen["nodes"] == 2
     expected = row_signatures(prompts, completions, 128, 1, 5)
     assert all(a.tobytes() == b.tobytes() for a, b in zip(seen["signatures"], expected, strict=True))
+
+
+def test_deita_scoring_batches_on_the_cluster_give_the_local_scores(connected, tmp_path):
+    from kto_pipeline.curate.deita.backends import TransformersScoreBackend
+    from kto_pipeline.curate.deita.scorer import DeitaScorer
+    from kto_pipeline.devtools.tiny_models import build_tiny_causal_lm
+
+    model = str(build_tiny_causal_lm(tmp_path / "scorer"))
+    rows = make_rows(40, seed=2)
+    backend = TransformersScoreBackend(model, device="cpu", batch_size=4, max_length=256)
+    local = DeitaScorer(backend, backend).score(rows)
+    on_ray = connected.scorer(DeitaScorer(backend, backend)).score(rows)
+    pd.testing.assert_frame_equal(on_ray.scores, local.scores, check_exact=True)
+    assert on_ray.info["complexity_stats"]["batches"] == local.info["complexity_stats"]["batches"] > 1
+    assert local.scores["evol_score"].nunique() > 1

@@ -6,6 +6,8 @@ from kto_pipeline.cluster.config import RayConfig
 from kto_pipeline.cluster.embedding import RayEncoder
 from kto_pipeline.cluster.minhash import RayRowSignatures
 from kto_pipeline.cluster.redaction import ray_record_mapper
+from kto_pipeline.cluster.scoring import on_cluster
+from kto_pipeline.curate.deita.scorer import DeitaScorer
 from kto_pipeline.curate.embeddings import TextEmbedder
 from kto_pipeline.curate.redaction.redact import RecordMapper
 
@@ -13,8 +15,8 @@ from kto_pipeline.curate.redaction.redact import RecordMapper
 class RayBackend:
     """What a curation step passes to the library to run its heavy part on the cluster:
     `redact(rows, config, mapper=backend.redaction_mapper())`,
-    `deduplicate(..., signatures=backend.row_signatures())` and
-    `embed_rows(rows, backend.encoder(embedder).embed)`.
+    `deduplicate(..., signatures=backend.row_signatures())`,
+    `embed_rows(rows, backend.encoder(embedder).embed)` and `backend.scorer(scorer).score(rows)`.
 
     Nothing connects until a stage runs; then once per process (`session.connect`).
     """
@@ -32,6 +34,9 @@ class RayBackend:
 
     def encoder(self, embedder: TextEmbedder) -> RayEncoder:
         return RayEncoder(self.config, embedder)
+
+    def scorer(self, scorer: DeitaScorer) -> DeitaScorer:
+        return on_cluster(self.config, scorer)
 
     def __repr__(self) -> str:
         return f"RayBackend(address={self.config.address!r})"

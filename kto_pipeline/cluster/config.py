@@ -15,7 +15,7 @@ class RayConfig:
     their work is cut into Ray tasks.
 
     Parameters that choose the cluster: address, runtime_env. Parameters that size the work:
-    minhash_rows_per_task, embedding_batches_per_task, num_cpus_per_task, embedding_gpus.
+    minhash_rows_per_task, embedding_batches_per_task, num_cpus_per_task, gpus_per_task.
     Fault tolerance: max_retries (a task lost with its node runs again elsewhere).
     """
 
@@ -41,10 +41,12 @@ class RayConfig:
         metadata={"help": "Embedder batches (of its batch_size texts) one task encodes"},
     )
     num_cpus_per_task: float = field(default=1.0, metadata={"help": "CPUs reserved by every task"})
-    embedding_gpus: float | None = field(
-        # None: one GPU per embedding task when the cluster has GPUs, none otherwise.
+    gpus_per_task: float | None = field(
+        # None: one GPU per embedding or scoring task when the cluster has GPUs, none otherwise.
         default=None,
-        metadata={"help": "GPUs reserved by an embedding task; None: 1 when the cluster has GPUs, else 0"},
+        metadata={
+            "help": "GPUs reserved by an embedding or DEITA scoring task; None: 1 when the cluster has GPUs, else 0"
+        },
     )
     max_retries: int = field(
         default=3,
@@ -59,8 +61,8 @@ class RayConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_cpus_per_task <= 0:
             raise ValueError(f"num_cpus_per_task must be > 0, got {self.num_cpus_per_task}")
-        if self.embedding_gpus is not None and self.embedding_gpus < 0:
-            raise ValueError(f"embedding_gpus must be >= 0, got {self.embedding_gpus}")
+        if self.gpus_per_task is not None and self.gpus_per_task < 0:
+            raise ValueError(f"gpus_per_task must be >= 0, got {self.gpus_per_task}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
 

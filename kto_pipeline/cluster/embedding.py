@@ -46,7 +46,7 @@ class RayEncoder:
         self.config = embedder.to_config()
 
     def _options(self) -> dict:
-        gpus = self.ray_config.embedding_gpus
+        gpus = self.ray_config.gpus_per_task
         if gpus is None:
             gpus = 1.0 if cluster_gpus() > 0 else 0.0
         return {
