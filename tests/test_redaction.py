@@ -3,6 +3,7 @@ consistent within a record, no network, and the blocking leak check."""
 
 import json
 import socket
+import time
 
 import dagster as dg
 import pandas as pd
@@ -185,6 +186,44 @@ def test_worker_processes_give_the_same_result_as_one_process():
     one = redact(rows, RedactionConfig(workers=1))
     two = redact(rows, RedactionConfig(workers=2, min_records_per_worker=1, chunk_records=7))
     assert one.rows.equals(two.rows) and one.entities_found == two.entities_found
+
+
+def test_a_worker_killed_mid_week_fails_the_redaction_instead_of_hanging():
+    import threading
+
+    import psutil
+
+    records = [
+        {"record_id": f"r{i}", "prompt": f"I am user{i}@example.com", "rows": [(f"Noted {i}.", True, "thumb")]}
+        for i in range(400)
+    ]
+    rows = _rows(records)
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            redact(rows, RedactionConfig(workers=2, min_records_per_worker=1, chunk_records=5))
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    me = psutil.Process()
+    deadline = time.monotonic() + 120
+    workers: list = []
+    while not workers and time.monotonic() < deadline:
+        workers = [
+            p
+            for p in me.children()
+            if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())
+        ]
+        time.sleep(0.05)
+    assert workers, "no worker process started"
+    workers[0].kill()
+    thread.join(timeout=180)
+    assert not thread.is_alive(), "redaction hung after a worker died"
+    assert isinstance(outcome.get("error"), RuntimeError)
+    assert "worker process died" in str(outcome["error"])
 
 
 def test_no_network_call_is_made(monkeypatch):

@@ -8,6 +8,8 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -170,8 +172,16 @@ def map_records(config: RedactionConfig, records: list[Record]) -> list[Redacted
         engines = engines_for(config)
         return [item for chunk in chunks for item in redact_chunk(engines, chunk)]
     ctx = multiprocessing.get_context("spawn")  # fork is unsafe once torch threads exist
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(config,)) as pool:
-        return [item for chunk in pool.map(_work, chunks) for item in chunk]
+    # concurrent.futures, not multiprocessing.Pool: when a worker dies (the OOM killer, a kill -9)
+    # Pool replaces it and waits forever for the chunk it held; the executor fails the map.
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config,)) as pool:
+        try:
+            return [item for chunk in pool.map(_work, chunks) for item in chunk]
+        except BrokenProcessPool as exc:
+            raise RuntimeError(
+                f"a redaction worker process died ({exc}); nothing was written, rerun the step "
+                "(if the OOM killer took it, lower RedactionConfig.workers or chunk_records)"
+            ) from exc
 
 
 # How a list of records is redacted: here, in one process or a local pool (`map_records`);
