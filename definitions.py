@@ -32,6 +32,7 @@ from resources import (
     KTOTrainerResource,
     ParquetIOManager,
     PiiRedactor,
+    RayCluster,
     TeacherLLM,
 )
 from resources.ray_executor import executor_from_env
@@ -105,6 +106,7 @@ defs = dg.Definitions(
         "feedback_source": FeedbackSource(location=SETTINGS.dumps_location()),
         "pii": PiiRedactor(),
         "embedder": Embedder(),
+        "ray_cluster": RayCluster(address=SETTINGS.ray_address),
         "dedup_history": DedupHistoryStore(base_path=f"{STORAGE.rstrip('/')}/dedup_history"),
         "deita_scorer": deita_scorer_from_env(SETTINGS),
         "teacher_llm": teacher_from_env(SETTINGS),

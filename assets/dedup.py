@@ -11,6 +11,7 @@ from kto_pipeline.curate.dedup import DedupConfig, DedupReason, deduplicate, emb
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
 from resources.library_config import config_from
+from resources.ray_cluster import RayCluster
 
 DedupSettings = config_from(
     DedupConfig, fields=["minhash_threshold", "num_perm", "shingle_size", "semdedup_eps", "seed"], name="DedupSettings"
@@ -28,15 +29,20 @@ def deduplicated_feedback(
     redacted_feedback: pd.DataFrame,
     embedder: Embedder,
     dedup_history: DedupHistoryStore,
+    ray_cluster: RayCluster,
 ):
     week = context.partition_key
     model = embedder.get()
+    backend = ray_cluster.backend()
+    # On a cluster the vectors are made by its workers (a GPU worker resolves "auto" to torch).
+    encoder = backend.encoder(model) if backend else model
     history, history_weeks = dedup_history.load(week)
     result = deduplicate(
         redacted_feedback,
-        lambda rows: embed_rows(rows, model.embed),
+        lambda rows: embed_rows(rows, encoder.embed),
         history,
-        config.to_library(embedding_model=model.name),
+        config.to_library(embedding_model=encoder.name),
+        signatures=backend.row_signatures() if backend else None,
     )
     history_file = dedup_history.save(week, result.week_history)
     counts = result.counts
@@ -58,7 +64,8 @@ def deduplicated_feedback(
             "earlier_weeks": dg.MetadataValue.text(", ".join(history_weeks) or "none"),
             "history_rows": result.info.get("history_rows", 0),
             "rows_embedded": result.info.get("rows_embedded", 0),
-            "embedding_model": dg.MetadataValue.text(model.name),
+            "embedding_model": dg.MetadataValue.text(encoder.name),
+            "ray_cluster": dg.MetadataValue.text(str(ray_cluster.address or "off")),
             "semdedup_clusters": result.info.get("semdedup_clusters", 0),
             "lsh_bands": result.info.get("lsh_bands", 0),
             "history_file": dg.MetadataValue.path(history_file),

@@ -12,6 +12,7 @@ from assets.partitions import feedback_weeks
 from kto_pipeline.core.accounting import account_rows
 from kto_pipeline.curate.redaction import recognizers_used, redact, scan_for_leaks
 from resources.pii import PiiRedactor
+from resources.ray_cluster import RayCluster
 
 
 @dg.asset(
@@ -29,11 +30,14 @@ from resources.pii import PiiRedactor
     ],
     description="raw_feedback with e-mails, phone numbers, cards, IBANs, addresses and other PII replaced by placeholders consistent within a record (<EMAIL_ADDRESS_1>).",
 )
-def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFrame, pii: PiiRedactor):
+def redacted_feedback(
+    context: dg.AssetExecutionContext, raw_feedback: pd.DataFrame, pii: PiiRedactor, ray_cluster: RayCluster
+):
     config = pii.config()
-    result = redact(raw_feedback, config)
+    backend = ray_cluster.backend()
+    result = redact(raw_feedback, config, mapper=backend.redaction_mapper() if backend else None)
     recognizers, ner = recognizers_used(config)
-    leaks = scan_for_leaks(result.rows, config)
+    leaks = scan_for_leaks(result.rows, config, analyzer=backend.leak_analyzer() if backend else None)
     context.log.info(
         f"{sum(result.entities_found.values())} PII entities replaced in {result.records_with_pii} records; {len(leaks)} left after the re-scan"
     )
@@ -54,6 +58,7 @@ def redacted_feedback(context: dg.AssetExecutionContext, raw_feedback: pd.DataFr
                 else "off (pii.ner = false): PERSON and LOCATION are not detected"
             ),
             "score_threshold": config.score_threshold,
+            "ray_cluster": dg.MetadataValue.text(str(ray_cluster.address or "off")),
             **frame_metadata(result.rows, ["row_id", "prompt", "completion", "label", "signal"]),
         },
         check_results=[

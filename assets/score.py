@@ -15,6 +15,7 @@ from kto_pipeline.curate.stored_embeddings import stored_or_fresh_embeddings
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
 from resources.library_config import config_from
+from resources.ray_cluster import RayCluster
 from resources.scorer import DeitaScorerResource
 
 SelectionSettings = config_from(
@@ -40,10 +41,14 @@ def scored_feedback(
     deita_scorer: DeitaScorerResource,
     embedder: Embedder,
     dedup_history: DedupHistoryStore,
+    ray_cluster: RayCluster,
 ):
     week = context.partition_key
     rows = deduplicated_feedback
     scorer = deita_scorer.get()
+    backend = ray_cluster.backend()
+    if scorer is not None and backend is not None:
+        scorer = backend.scorer(scorer)  # local-model scorers run their batches on the cluster
     started = time.monotonic()
     if scorer is not None and len(rows):
         result = scorer.score(rows)

@@ -1,4 +1,4 @@
-"""Dagster resources of kto-pipeline: storage, IO manager, the feedback dump source, the LLMs."""
+"""Dagster resources of kto-pipeline: storage, IO manager, the feedback dump source, the LLMs, the Ray cluster."""
 
 from resources.dedup_history import DedupHistoryStore
 from resources.embedder import Embedder
@@ -7,6 +7,7 @@ from resources.generator import TeacherLLM
 from resources.judge import JudgeLLM
 from resources.parquet_io import ParquetIOManager
 from resources.pii import PiiRedactor
+from resources.ray_cluster import RayCluster
 from resources.scorer import DeitaScorerResource
 from resources.trainer import KTOTrainerResource
 
@@ -19,5 +20,6 @@ __all__ = [
     "KTOTrainerResource",
     "ParquetIOManager",
     "PiiRedactor",
+    "RayCluster",
     "TeacherLLM",
 ]

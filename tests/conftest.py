@@ -40,6 +40,7 @@ def curation_resources(dumps, storage, scorer: str | None = None) -> dict:
         FeedbackSource,
         ParquetIOManager,
         PiiRedactor,
+        RayCluster,
     )
 
     return {
@@ -47,6 +48,7 @@ def curation_resources(dumps, storage, scorer: str | None = None) -> dict:
         "feedback_source": FeedbackSource(location=str(dumps)),
         "pii": PiiRedactor(),
         "embedder": Embedder(),
+        "ray_cluster": RayCluster(),
         "dedup_history": DedupHistoryStore(base_path=str(storage / "dedup_history")),
         "deita_scorer": DeitaScorerResource(
             backend="transformers", complexity_model=scorer, quality_model=scorer, device="cpu"

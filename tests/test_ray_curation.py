@@ -196,3 +196,39 @@ def test_deita_scoring_batches_on_the_cluster_give_the_local_scores(connected, t
     pd.testing.assert_frame_equal(on_ray.scores, local.scores, check_exact=True)
     assert on_ray.info["complexity_stats"]["batches"] == local.info["complexity_stats"]["batches"] > 1
     assert local.scores["evol_score"].nunique() > 1
+
+
+@pytest.mark.slow  # about 3 minutes on 2 shared cores: two sample weeks, NER, on both paths
+def test_the_curation_assets_on_the_cluster_write_the_same_files_as_on_one_machine(
+    sample_dumps,
+    tmp_path,
+    ray_cluster,  # noqa: F811
+):
+    import dagster as dg
+
+    from assets.dedup import deduplicated_feedback
+    from assets.ingest import raw_feedback
+    from assets.redact import redacted_feedback
+    from conftest import checks, curation_resources
+    from kto_pipeline.devtools.sample_data import WEEKS
+    from resources import RayCluster
+
+    tables = {}
+    for name, cluster in (
+        ("local", RayCluster()),
+        ("ray", RayCluster(address=ray_cluster.address, minhash_rows_per_task=16, embedding_batches_per_task=1)),
+    ):
+        storage = tmp_path / name
+        resources = {**curation_resources(sample_dumps, storage), "ray_cluster": cluster}
+        for week in WEEKS[:2]:  # the second week deduplicates against the first's history
+            result = dg.materialize(
+                [raw_feedback, redacted_feedback, deduplicated_feedback], partition_key=week, resources=resources
+            )
+            assert result.success
+            assert checks(result)[("redacted_feedback", "no_pii_left")].passed  # the re-scan ran there too
+            meta = result.asset_materializations_for_node("redacted_feedback")[0].metadata
+            assert meta["ray_cluster"].value == (ray_cluster.address if name == "ray" else "off")
+        tables[name] = {str(p.relative_to(storage)): pd.read_parquet(p) for p in sorted(storage.rglob("*.parquet"))}
+    assert tables["local"] and tables["local"].keys() == tables["ray"].keys()
+    for path, frame in tables["local"].items():
+        pd.testing.assert_frame_equal(tables["ray"][path], frame, check_exact=True)

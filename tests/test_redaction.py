@@ -243,12 +243,13 @@ def test_blocking_check_stops_a_week_whose_redaction_leaked(sample_dumps, tmp_pa
     import assets.redact as redact_asset
     from assets.ingest import raw_feedback
     from kto_pipeline.curate.redaction import RedactionResult
-    from resources import FeedbackSource, ParquetIOManager, PiiRedactor
+    from resources import FeedbackSource, ParquetIOManager, PiiRedactor, RayCluster
 
     resources = {
         "io_manager": ParquetIOManager(base_path=str(tmp_path / "w")),
         "feedback_source": FeedbackSource(location=str(sample_dumps)),
         "pii": PiiRedactor(),
+        "ray_cluster": RayCluster(),
     }
     ok = dg.materialize([raw_feedback, redact_asset.redacted_feedback], partition_key="2026-10-12", resources=resources)
     evaluation = checks(ok)[("redacted_feedback", "no_pii_left")]
@@ -257,7 +258,9 @@ def test_blocking_check_stops_a_week_whose_redaction_leaked(sample_dumps, tmp_pa
     meta = ok.asset_materializations_for_node("redacted_feedback")[0].metadata
     assert meta["entities_replaced"].value > 0 and "EmailRecognizer" in meta["recognizers"].value
 
-    monkeypatch.setattr(redact_asset, "redact", lambda rows, config: RedactionResult(rows))  # a broken redactor
+    monkeypatch.setattr(
+        redact_asset, "redact", lambda rows, config, mapper=None: RedactionResult(rows)
+    )  # a broken redactor
     broken = dg.materialize(
         [raw_feedback, redact_asset.redacted_feedback],
         partition_key="2026-10-12",

@@ -27,7 +27,7 @@ def test_an_api_key_from_the_environment_is_used_but_never_stored(sample_dumps, 
     from assets.redact import redacted_feedback
     from assets.score import scored_feedback
     from definitions import deita_scorer_from_env
-    from resources import DedupHistoryStore, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor
+    from resources import DedupHistoryStore, Embedder, FeedbackSource, ParquetIOManager, PiiRedactor, RayCluster
 
     model_dir = build_tiny_causal_lm(tmp_path / "tiny")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -54,6 +54,7 @@ def test_an_api_key_from_the_environment_is_used_but_never_stored(sample_dumps, 
                     "feedback_source": FeedbackSource(location=str(sample_dumps)),
                     "pii": PiiRedactor(),
                     "embedder": Embedder(),
+                    "ray_cluster": RayCluster(),
                     "dedup_history": DedupHistoryStore(base_path=str(storage / "dedup_history")),
                     "deita_scorer": scorer,
                 },

@@ -5,16 +5,18 @@ from __future__ import annotations
 from kto_pipeline.cluster.config import RayConfig
 from kto_pipeline.cluster.embedding import RayEncoder
 from kto_pipeline.cluster.minhash import RayRowSignatures
-from kto_pipeline.cluster.redaction import ray_record_mapper
+from kto_pipeline.cluster.redaction import ray_record_mapper, ray_text_analyzer
 from kto_pipeline.cluster.scoring import on_cluster
 from kto_pipeline.curate.deita.scorer import DeitaScorer
 from kto_pipeline.curate.embeddings import TextEmbedder
+from kto_pipeline.curate.redaction.leaks import TextAnalyzer
 from kto_pipeline.curate.redaction.redact import RecordMapper
 
 
 class RayBackend:
     """What a curation step passes to the library to run its heavy part on the cluster:
     `redact(rows, config, mapper=backend.redaction_mapper())`,
+    `scan_for_leaks(rows, config, analyzer=backend.leak_analyzer())`,
     `deduplicate(..., signatures=backend.row_signatures())`,
     `embed_rows(rows, backend.encoder(embedder).embed)` and `backend.scorer(scorer).score(rows)`.
 
@@ -28,6 +30,9 @@ class RayBackend:
 
     def redaction_mapper(self) -> RecordMapper:
         return ray_record_mapper(self.config)
+
+    def leak_analyzer(self) -> TextAnalyzer:
+        return ray_text_analyzer(self.config)
 
     def row_signatures(self) -> RayRowSignatures:
         return RayRowSignatures(self.config)

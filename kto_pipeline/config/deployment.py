@@ -73,6 +73,10 @@ class DeploymentSettings:
     trainer_ray_python: str = _setting(
         "python", help="ray launcher: the Python on the Ray nodes that has this project installed"
     )
+    ray_address: str | None = _setting(
+        help="The Ray cluster curation runs its heavy stages on (redaction, the leak check, MinHash signatures, "
+        "embedding, DEITA scoring): host:port of its GCS (head:6380), ray://head:10001, auto, or local (an in-process Ray); unset: no Ray"
+    )
     ray_jobs_address: str | None = _setting(
         help="The Ray cluster's job server, http://<head>:8265: the ray trainer launcher and the ray executor submit jobs there"
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -35,14 +35,26 @@ def _units(rows: pd.DataFrame, field_name: str) -> Iterator[tuple[str, str]]:
             yield row_id, text
 
 
+# How the distinct texts are analysed: here (`analyze_here`), or, passed by a cluster backend,
+# by the same engines on its workers; text → Presidio results, as `Engines.analyze_many` gives.
+TextAnalyzer = Callable[[RedactionConfig, list[str]], dict[str, list]]
+
+
+def analyze_here(config: RedactionConfig, texts: list[str]) -> dict[str, list]:
+    return engines_for(config).analyze_many(texts)
+
+
 def scan_for_leaks(
-    rows: pd.DataFrame, config: RedactionConfig | None = None, fields: Iterable[str] = ("prompt", "completion")
+    rows: pd.DataFrame,
+    config: RedactionConfig | None = None,
+    fields: Iterable[str] = ("prompt", "completion"),
+    analyzer: TextAnalyzer | None = None,
 ) -> list[Leak]:
     """Hits at or above the threshold left in `rows` (after redaction), found with the same NER,
     recognizers and context rules that redacted them: a name the redaction missed is a leak too."""
-    engines = engines_for(config or RedactionConfig())
+    config = config or RedactionConfig()
     units = [(field_name, row_id, text) for field_name in fields for row_id, text in _units(rows, field_name)]
-    found = engines.analyze_many(text for _, _, text in units)
+    found = (analyzer or analyze_here)(config, list(dict.fromkeys(text for _, _, text in units)))
     return [
         Leak(row_id, field_name, res.entity_type, round(res.score, 3), text[res.start : res.end])
         for field_name, row_id, text in units
