@@ -10,7 +10,6 @@ import yaml
 
 from kto_pipeline.config.deployment import PREFIX, DeploymentSettings
 from resources.ray_executor import executor_from_env
-from resources.trainer import KTOTrainerResource
 
 DEPLOY = Path(__file__).resolve().parent.parent / "kto_pipeline" / "config" / "deploy"
 
@@ -38,14 +37,9 @@ def test_the_code_location_loads_definitions_with_real_settings():
     settings = DeploymentSettings.from_env(env)  # every value parses
     assert settings.trainer_launcher == "ray" and settings.ray_jobs_address
     assert executor_from_env(settings) is None  # steps stay in the run's pod
-    trainer = KTOTrainerResource(
-        base_model=settings.base_model,
-        models_root=settings.models_root(),
-        launcher=settings.trainer_launcher,
-        ray_address=settings.ray_jobs_address,
-        machines=settings.trainer_machines,
-        gpus_per_machine=settings.trainer_gpus_per_machine,
-    )
+    from definitions import trainer_from_env
+
+    trainer = trainer_from_env(settings)  # the code location's own wiring of these settings
     job = trainer.ray_job(Path(settings.models_root()) / "work" / "spec.json")
     assert "kto_pipeline.train.cluster_launch" in job["entrypoint"] and "--machines 2" in job["entrypoint"]
     # The models folder is on the volume the Ray pods mount at the same path.
