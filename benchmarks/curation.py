@@ -298,7 +298,7 @@ def redact_and_dedup(
     # The same week with the other embedder backends: their speed, and how many of SemDeDup's
     # decisions they change against torch's fp32 model (the reference).
     backends = {args.embedder_backend: (result, embedder, vectors, by_name["embedding"].seconds)}
-    for backend in args.compare_backends:
+    for backend in args.compare_backends if n <= args.compare_upto else ():
         if backend in backends:
             continue
         print(f"dedup again with the {backend} embedder …", flush=True)
@@ -865,6 +865,12 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         default=["torch", "onnx", "onnx-int8"],
         help="backends the week is also deduplicated with, for their speed and agreement with torch",
+    )
+    parser.add_argument(
+        "--compare-upto",
+        type=int,
+        default=10**9,
+        help="weeks up to this many rows are also deduplicated with --compare-backends (torch is slow at 100k)",
     )
     parser.add_argument("--embedder-cache", default=None, help="where exported ONNX graphs are cached")
     parser.add_argument(
