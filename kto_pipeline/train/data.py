@@ -11,9 +11,11 @@ rotation block) holds similar lengths.
 from __future__ import annotations
 
 import random
+import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -144,3 +146,16 @@ def data_summary(rows: pd.DataFrame, prepared: PreparedData) -> dict[str, Any]:
         "padding_fraction_unbucketed": round(prepared.padding_fraction_unbucketed, 4),
         "tokens": int(sum(prepared.lengths)),
     }
+
+
+def to_disk_dataset(records: list[dict[str, Any]], folder: Path, state):
+    """A Dataset backed by files under `folder`, so TRL's map/precompute caches land there."""
+    from datasets import Dataset, load_from_disk
+
+    with state.main_process_first():
+        if not (folder / "state.json").is_file():
+            if state.is_main_process:
+                tmp = folder.with_name(folder.name + f".tmp-{uuid.uuid4().hex[:8]}")
+                Dataset.from_list(records).save_to_disk(str(tmp))
+                tmp.rename(folder)
+    return load_from_disk(str(folder))

@@ -37,7 +37,8 @@ def write_output(
             model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         (staging / LOG_HISTORY_FILE).write_text(json.dumps(log_history, indent=1, default=str))
-        (staging / "README.md").write_text(model_card(manifest))
+        if manifest.kto is not None:  # a model card describes a KTO run; the SFT stage's folder is internal
+            (staging / "README.md").write_text(model_card(manifest))
         write_manifest(staging, manifest)  # last: its presence marks a complete folder
         replace_folder(staging, output_dir)
     except BaseException:

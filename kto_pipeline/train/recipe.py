@@ -49,6 +49,18 @@ class KTORecipe:
         default=True, metadata={"help": "order rows in shuffled blocks of similar length (less padding)"}
     )
     data_format: str = field(default="auto", metadata={"help": '"auto" | "conversational" | "plain"'})
+    # SFT before KTO (the KTO paper's and TRL's order): off by default, see sft_stage.py
+    sft_first: bool = field(
+        default=False,
+        metadata={
+            "help": "fine-tune on the week's desirable rows with TRL's SFTTrainer first, then run KTO "
+            "from that model, with it as the reference"
+        },
+    )
+    sft_epochs: float = field(default=1.0, metadata={"help": "passes of the SFT stage over the desirable rows"})
+    sft_learning_rate: float | None = field(
+        default=None, metadata={"help": "the SFT stage's peak learning rate; None: learning_rate"}
+    )
     # Reference model and memory/speed levers
     precompute_ref_log_probs: bool = field(
         default=True, metadata={"help": "compute the reference log-probs once before training"}
@@ -126,6 +138,10 @@ class KTORecipe:
             raise ValueError("LoRA on lm_head is not supported (TRL computes log-probs from lm_head.weight directly)")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio must lie in [0, 1)")
+        if self.sft_epochs <= 0:
+            raise ValueError("sft_epochs must be > 0")
+        if self.sft_learning_rate is not None and self.sft_learning_rate <= 0:
+            raise ValueError("sft_learning_rate must be > 0 (or None: learning_rate)")
         if self.collapse_patience < 1:
             raise ValueError("collapse_patience must be ≥ 1")
 

@@ -26,6 +26,7 @@ FORMAT_VERSION = 1  # bump when data preparation changes what a fingerprint stan
 RUN_FILE = "run.json"
 TRAINER_DIR = "trainer"
 DATA_DIR = "data"
+SFT_DIR = "sft"  # the SFT stage's checkpoint folder (recipe.sft_first)
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -114,7 +115,7 @@ def prepare_work_dir(work_dir: Path, fingerprint: str) -> Path | None:
     if previous and previous.get("fingerprint") == fingerprint:
         return latest_checkpoint(work_dir / TRAINER_DIR)
     # Only the subfolders this module creates are removed: the caller owns the rest.
-    for name in (TRAINER_DIR, DATA_DIR):
+    for name in (TRAINER_DIR, DATA_DIR, SFT_DIR):
         shutil.rmtree(work_dir / name, ignore_errors=True)
     tmp = run_file.with_name(run_file.name + ".tmp")
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "created": time.time()}, indent=1))

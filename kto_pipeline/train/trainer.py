@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pandas as pd
 from kto_pipeline.models.checkpoints import load_tokenizer
 from kto_pipeline.models.manifest import CheckpointManifest, KTORunRecord, read_manifest
 from kto_pipeline.train.card import library_versions
-from kto_pipeline.train.data import data_summary, prepare_records
+from kto_pipeline.train.data import data_summary, prepare_records, to_disk_dataset
 from kto_pipeline.train.health import CollapseDetector, LogCallback, make_health_callback, reference_check
 from kto_pipeline.train.output import result_from_output, write_output
 from kto_pipeline.train.policy import check_init, cuda_bf16, load_policy, model_dtype, reference_adapter_check
@@ -28,12 +27,14 @@ from kto_pipeline.train.recipe import KTORecipe, resolve_recipe
 from kto_pipeline.train.result import TrainResult, final_metrics, initial_metrics, log_summary
 from kto_pipeline.train.resume import (
     DATA_DIR,
+    SFT_DIR,
     TRAINER_DIR,
     checkpoint_step,
     latest_checkpoint,
     prepare_work_dir,
     run_fingerprint,
 )
+from kto_pipeline.train.sft_stage import SFT_TRAINER_DIR, run_sft_stage
 
 # Telemetry pings from TRL's rank 0 are never wanted; HF_HUB_OFFLINE is left to the caller.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -108,13 +109,31 @@ def train_kto(
             if state.is_main_process
             else latest_checkpoint(work_dir / TRAINER_DIR)
         )
-    train_ds = _to_disk_dataset(train.records, work_dir / DATA_DIR / "train", state)
-    eval_ds = _to_disk_dataset(eval_prepared.records, work_dir / DATA_DIR / "eval", state) if eval_prepared else None
+    train_ds = to_disk_dataset(train.records, work_dir / DATA_DIR / "train", state)
+    eval_ds = to_disk_dataset(eval_prepared.records, work_dir / DATA_DIR / "eval", state) if eval_prepared else None
     t_prepared = time.monotonic()
+
+    # With sft_first, KTO starts from (and is judged against) the SFT stage's model.
+    sft = None
+    if recipe.sft_first:
+        sft = run_sft_stage(
+            train.records,
+            base_model=base_model,
+            init_from=init_from,
+            recipe=recipe,
+            work_dir=work_dir,
+            fingerprint=fingerprint,
+            tokenizer=tokenizer,
+            use_cpu=use_cpu,
+            bf16=bf16,
+            dtype=model_dtype(recipe, bf16),
+        )
+    t_sft = time.monotonic()
 
     # Model and trainer. Seed first: a fresh LoRA adapter is initialised randomly.
     transformers.set_seed(recipe.seed)
-    model, peft_config = load_policy(base_model, init_from, recipe, model_dtype(recipe, bf16))
+    policy_init = str(sft.output_dir) if sft is not None else init_from
+    model, peft_config = load_policy(base_model, policy_init, recipe, model_dtype(recipe, bf16))
     detector = CollapseDetector(recipe.collapse_patience, recipe.collapse_min_drop, recipe.beta)
     args = kto_config(
         recipe,
@@ -163,7 +182,14 @@ def train_kto(
     n_d, n_u = summary["desirable"], summary["undesirable"]
     ratio = (desirable_weight * n_d) / (undesirable_weight * n_u) if n_u and undesirable_weight else None
     weeks = sorted({str(w) for w in lineage.get("weeks", [])} | set(summary["per_week"]))
-    timings = {"prepare": t_prepared - t_start, "setup": t_setup - t_prepared, "train": t_trained - t_setup}
+    timings = {
+        "prepare": t_prepared - t_start,
+        "sft": t_sft - t_prepared,
+        "setup": t_setup - t_sft,
+        "train": t_trained - t_setup,
+    }
+    if sft is not None:
+        final = {**final, **sft.metrics()}
 
     result = TrainResult(
         output_dir=str(output_dir),
@@ -227,7 +253,8 @@ def train_kto(
         write_output(output_dir, trainer.accelerator.unwrap_model(trainer.model), tokenizer, manifest, log_history)
         timings["save"] = time.monotonic() - t_save
         if not recipe.keep_checkpoints:
-            shutil.rmtree(work_dir / TRAINER_DIR, ignore_errors=True)
+            for name in (TRAINER_DIR, SFT_DIR, SFT_TRAINER_DIR):
+                shutil.rmtree(work_dir / name, ignore_errors=True)
     state.wait_for_everyone()
     timings["total"] = time.monotonic() - t_start
     return result
@@ -287,16 +314,3 @@ def kto_config(
     )
     args.update(recipe.extra_args)
     return KTOConfig(**args)
-
-
-def _to_disk_dataset(records: list[dict[str, Any]], folder: Path, state):
-    """A Dataset backed by files under `folder`, so TRL's map/precompute caches land there."""
-    from datasets import Dataset, load_from_disk
-
-    with state.main_process_first():
-        if not (folder / "state.json").is_file():
-            if state.is_main_process:
-                tmp = folder.with_name(folder.name + f".tmp-{uuid.uuid4().hex[:8]}")
-                Dataset.from_list(records).save_to_disk(str(tmp))
-                tmp.rename(folder)
-    return load_from_disk(str(folder))
