@@ -8,7 +8,8 @@ import pytest
 
 from conftest import PROJECT
 from kto_pipeline.core.weeks import WeekCalendar
-from kto_pipeline.sim.simulation import SimulationConfig, results_table, run_simulation, simulated_weeks
+from kto_pipeline.sim.results_table import results_table
+from kto_pipeline.sim.simulation import SimulationConfig, run_simulation, simulated_weeks
 
 
 def test_simulated_weeks_are_the_last_closed_ones():
@@ -81,3 +82,14 @@ def test_one_week_runs_through_dagster_and_reports_both_arms(tmp_path, monkeypat
     ).asset_materialization.metadata
     scored = instance.get_latest_materialization_event(dg.AssetKey("scored_feedback")).asset_materialization.metadata
     assert dedup["dropped/semantic_duplicate"].value == 0 and scored["dropped/diversity"].value == 0
+
+    # The synthetic top-up ran against the simulated teacher, through distilabel's OpenAI client:
+    # desirable rows are short in carry_bug, so it wrote better answers, and they reached training.
+    assert full_config["resources"]["teacher_llm"]["config"]["model"] == "sim-teacher"
+    teacher = results["teacher_requests"]
+    assert teacher["calls"] > 0 and teacher.get("bad_request", 0) == 0
+    assert teacher["improve_right"] + teacher["improve_wrong"] == teacher["calls"]
+    assert kto["synthetic_rows"] > 0 and kto["synthetic_desirable"] == kto["synthetic_rows"]
+    topup = instance.get_latest_materialization_event(dg.AssetKey("synthetic_topup")).asset_materialization.metadata
+    assert topup["rows_kept"].value == kto["synthetic_rows"]
+    assert "synthetic_rows" in table

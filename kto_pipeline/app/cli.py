@@ -7,6 +7,7 @@ the `dagster` command, against the persistent instance in DAGSTER_HOME.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -197,12 +198,26 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def recipe_overrides(text: str) -> dict:
+    """`--recipe`: a JSON object of KTORecipe fields, checked here so a typo fails before week 1."""
+    from kto_pipeline.train import KTORecipe
+
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(overrides, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object of recipe fields")
+    try:
+        KTORecipe.from_dict(overrides)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return overrides
+
+
 def simulate(args: argparse.Namespace) -> int:
-    from kto_pipeline.sim.simulation import (
-        SimulationConfig,
-        results_table,
-        run_simulation,
-    )
+    from kto_pipeline.sim.results_table import results_table
+    from kto_pipeline.sim.simulation import SimulationConfig, run_simulation
 
     project = Path(args.project).resolve()
     home = prepare_home(instance_home(None, project), project / "dagster.yaml")
@@ -212,6 +227,9 @@ def simulate(args: argparse.Namespace) -> int:
         prompts_per_week=args.prompts,
         arms=tuple(args.arms.split(",")),
         seed=args.seed,
+        recipe=args.recipe,
+        **({"teacher_accuracy": None} if args.no_teacher else {}),
+        **({"teacher_accuracy": args.teacher_accuracy} if args.teacher_accuracy is not None else {}),
     )
     print(f"kto-pipeline simulation; Dagster instance: {home}", flush=True)
     results = run_simulation(config, project=project, home=home, say=lambda line: print(line, flush=True))
@@ -265,6 +283,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", type=int, default=1500, help="fresh prompts a week (the task has 7,100 for traffic)")
     p.add_argument("--arms", default="kto,sft", help="kto, or kto,sft for the naive SFT-on-thumbs-up arm beside it")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--recipe",
+        type=recipe_overrides,
+        default={},
+        help="JSON overrides of the simulator's KTO recipe (kto_pipeline/sim/recipe.py), e.g. '{\"sft_first\": false}'",
+    )
+    p.add_argument(
+        "--teacher-accuracy",
+        type=float,
+        default=None,
+        help="how often the simulated teacher's better answers are right (default: the simulation's, 0.9)",
+    )
+    p.add_argument("--no-teacher", action="store_true", help="no teacher: the synthetic top-up does not run")
     p.add_argument("--project", default=".")
     p.set_defaults(func=simulate)
 

@@ -1,5 +1,6 @@
 """The oracle as the pipeline's judge, served like a real one: an OpenAI-compatible
-`/v1/chat/completions` endpoint on a free loopback port.
+`/v1/chat/completions` endpoint on a free loopback port, shared with the simulated teacher
+(`teacher.py`: requests naming its model go to it).
 
 The eval report's judge client sends it the production template (`evaluate/judge_prompt.md`)
 filled with a held-out prompt and two answers, in both orders, and parses its reply; nothing
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 from kto_pipeline.evaluate.judge import SLOTS, load_template
 from kto_pipeline.sim.task import is_right, parse_question
+from kto_pipeline.sim.teacher import TEACHER_MODEL, SimTeacher, TeacherRequestError
 
 ORACLE_MODEL = "oracle-judge"
 
@@ -63,21 +65,42 @@ class OracleJudge:
         return f"Answer A is {word[right_a]} and answer B is {word[right_b]}.\n[[{verdict}]]"
 
 
-def build_app(judge: OracleJudge):
+def _bad_request(message: str):
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=400)
+
+
+def build_app(judge: OracleJudge, teacher: SimTeacher | None = None):
+    """The endpoint: requests for the teacher's model name go to the teacher, all others to the judge."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
     async def chat(request: Request) -> JSONResponse:
-        body = await request.json()
-        messages = body.get("messages") or []
-        text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
-        content = judge.reply(text)
-        judge.counts["calls"] += 1
+        try:
+            body = await request.json()
+        except ValueError:
+            return _bad_request("the body is not JSON")
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return _bad_request("messages must be a list of {role, content} objects")
+        if teacher is not None and body.get("model") == TEACHER_MODEL:
+            counts = teacher.counts
+            try:
+                content = teacher.reply(messages)
+            except TeacherRequestError as exc:
+                teacher.counts["bad_request"] += 1
+                return _bad_request(str(exc))
+        else:
+            counts = judge.counts
+            text = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+            content = judge.reply(text)
+        counts["calls"] += 1
         return JSONResponse(
             {
-                "id": f"chatcmpl-oracle-{judge.counts['calls']}",
+                "id": f"chatcmpl-sim-{body.get('model')}-{counts['calls']}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model", ORACLE_MODEL),
@@ -94,8 +117,9 @@ def build_app(judge: OracleJudge):
         )
 
     async def models(request: Request) -> JSONResponse:
+        names = [ORACLE_MODEL] + ([TEACHER_MODEL] if teacher is not None else [])
         return JSONResponse(
-            {"object": "list", "data": [{"id": ORACLE_MODEL, "object": "model", "created": 0, "owned_by": "sim"}]}
+            {"object": "list", "data": [{"id": n, "object": "model", "created": 0, "owned_by": "sim"} for n in names]}
         )
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]), Route("/v1/models", models)])
@@ -106,6 +130,8 @@ class RunningJudge:
     base_url: str
     model: str
     judge: OracleJudge
+    teacher: SimTeacher | None = None
+    teacher_model: str = TEACHER_MODEL
 
 
 @contextmanager
@@ -134,8 +160,8 @@ def serve_app(app, *, start_timeout_s: float = 20.0) -> Iterator[str]:
 
 
 @contextmanager
-def serve_oracle_judge(template_path: str | None = None) -> Iterator[RunningJudge]:
-    """The oracle judge on loopback for the duration of the block."""
+def serve_oracle_judge(template_path: str | None = None, teacher: SimTeacher | None = None) -> Iterator[RunningJudge]:
+    """The oracle judge (and the simulated teacher, when given) on loopback for the block."""
     judge = OracleJudge(template_pattern(load_template(template_path)))
-    with serve_app(build_app(judge)) as base_url:
-        yield RunningJudge(base_url=base_url, model=ORACLE_MODEL, judge=judge)
+    with serve_app(build_app(judge, teacher)) as base_url:
+        yield RunningJudge(base_url=base_url, model=ORACLE_MODEL, judge=judge, teacher=teacher)

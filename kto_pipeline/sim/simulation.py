@@ -56,6 +56,7 @@ from kto_pipeline.sim import (
 from kto_pipeline.sim.capture_traffic import send_week_through_capture
 from kto_pipeline.sim.judge_server import RunningJudge, serve_oracle_judge
 from kto_pipeline.sim.pii_audit import leaked_pii, pasted_pii
+from kto_pipeline.sim.teacher import SimTeacher
 
 Say = Callable[[str], None]
 
@@ -88,6 +89,9 @@ class SimulationConfig:
     # tripped the collapse guard in week 4.
     window_weeks: int = 2
     arms: tuple[str, ...] = ("kto", "sft")
+    # The synthetic top-up's teacher (sim/teacher.py, served beside the judge): right this share
+    # of the time when asked for a better answer; None turns the top-up off (no teacher).
+    teacher_accuracy: float | None = 0.9
     eval_samples: int = 2000
     seed: int = 0
     user: OracleUser = field(default_factory=OracleUser)
@@ -104,6 +108,8 @@ class SimulationConfig:
             raise ValueError(f"arms must include kto and may add sft, got {self.arms}")
         if self.weeks < 1:
             raise ValueError("weeks must be >= 1")
+        if self.teacher_accuracy is not None and not 0 <= self.teacher_accuracy <= 1:
+            raise ValueError("teacher_accuracy must be in [0, 1] (or None: no teacher)")
         if not 1 <= self.window_weeks <= 4:
             raise ValueError("window_weeks must be in 1..4 (the pipeline's MAX_WINDOW_WEEKS)")
 
@@ -154,16 +160,30 @@ def _run_config(config: SimulationConfig, judge: RunningJudge) -> dict[str, Any]
             },
             "kto_checkpoint": {"config": {"window_weeks": config.window_weeks}},
         },
-        "resources": {"judge": {"config": {"kind": "openai", "model": judge.model, "base_url": judge.base_url}}},
+        "resources": {
+            "judge": {"config": {"kind": "openai", "model": judge.model, "base_url": judge.base_url}},
+            **(
+                {
+                    "teacher_llm": {
+                        "config": {"kind": "openai", "model": judge.teacher_model, "base_url": judge.base_url}
+                    }
+                }
+                if judge.teacher is not None
+                else {}
+            ),
+        },
     }
 
 
 def run_simulation(config: SimulationConfig, *, project: Path, home: Path, say: Say = print) -> dict[str, Any]:
     """Run the main job; returns (and writes under `<home>/simulator/<scenario>/`) the results."""
-    with serve_oracle_judge() as judge:
-        say(f"oracle judge serving {judge.base_url} (OpenAI-compatible chat completions)")
+    teacher = None if config.teacher_accuracy is None else SimTeacher(config.teacher_accuracy, seed=config.seed)
+    with serve_oracle_judge(teacher=teacher) as judge:
+        serves = "oracle judge" + (f" and teacher (accuracy {teacher.accuracy})" if teacher else ", no teacher")
+        say(f"{serves} serving {judge.base_url} (OpenAI-compatible chat completions)")
         results = _run(config, project=project, home=home, say=say, judge=judge)
         results["judge_requests"] = dict(judge.judge.counts)
+        results["teacher_requests"] = dict(teacher.counts) if teacher else None
     root = home / "simulator" / get_scenario(config.scenario).name
     (root / "results.json").write_text(json.dumps(results, indent=1, default=str))
     return results
@@ -254,6 +274,8 @@ def _run(config: SimulationConfig, *, project: Path, home: Path, say: Say, judge
         pasted = pasted_pii([r["prompt"] for r in traffic.records])
         redacted_file = root / "warehouse" / "redacted_feedback" / f"{week}.parquet"
         leaked = leaked_pii(pd.read_parquet(redacted_file)) if redacted_file.exists() else None
+        synthetic_file = root / "warehouse" / "synthetic_topup" / f"{week}.parquet"
+        synthetic = pd.read_parquet(synthetic_file) if synthetic_file.exists() else None
         checkpoint = registry.checkpoint(week)
         manifest = read_manifest(checkpoint)
         train_rows = manifest.rows.get("train") if manifest is not None else None
@@ -281,12 +303,18 @@ def _run(config: SimulationConfig, *, project: Path, home: Path, say: Say, judge
                 "collapsed": collapse_of(manifest) is not None,
                 "promoted": numbers.get("promoted"),
                 "champion_accuracy": champion_report.accuracy,
+                "synthetic_rows": None if synthetic is None else len(synthetic),
+                "synthetic_desirable": None if synthetic is None else int(synthetic["label"].astype(bool).sum()),
                 "pii_pasted": sum(pasted.values()),
                 "pii_leaked": sum(leaked.values()) if leaked is not None else None,
                 "pii_leaked_by_type": leaked,
             }
         )
         say(f"    redaction: {sum(pasted.values())} pasted PII values {pasted}; left in redacted_feedback: {leaked}")
+        if synthetic is not None:
+            say(
+                f"    synthetic top-up: {len(synthetic)} teacher rows kept ({int(synthetic['label'].astype(bool).sum())} desirable)"
+            )
         say(
             f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
             f"reward accuracy {_f(numbers.get('reward_accuracy'))}, judge win rate {_f(numbers.get('win_rate'))} "
@@ -365,30 +393,3 @@ def _progress(say: Say) -> Callable[[int, float], None]:
             say(f"    pretraining the base model (first run only): step {step}, loss {loss:.3f}")
 
     return report
-
-
-def results_table(results: dict[str, Any]) -> str:
-    frame = pd.DataFrame(results["rows"])
-    base = results["base"]["accuracy"]
-    head = f"base model held-out accuracy {base:.3f} ({results['base']['n_samples']} samples at T=1)\n"
-    cols = [
-        "week",
-        "arm",
-        "traffic_accuracy",
-        "thumbs_up_rate",
-        "steps",
-        "candidate_accuracy",
-        "reward_accuracy",
-        "margin",
-        "judge_win_rate",
-        "promoted",
-        "champion_accuracy",
-        "pii_leaked",
-    ]
-    frame = frame.reindex(columns=list(dict.fromkeys([*frame.columns, "win_rate_low", "win_rate_high", *cols])))
-    # The judge's win rate of the candidate against the champion (ties half) and its 95% interval.
-    frame["judge_win_rate"] = [
-        "n/a" if pd.isna(w) else f"{w:.3f} [{lo:.2f}, {hi:.2f}]"
-        for w, lo, hi in zip(frame["win_rate"], frame["win_rate_low"], frame["win_rate_high"])
-    ]
-    return head + frame[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}")
