@@ -89,10 +89,11 @@ def test_a_rerun_of_the_same_week_reuses_the_checkpoint(tmp_path, base_model):
     assert again.reused and again.fingerprint == first.fingerprint and again.global_step == first.global_step
 
 
-def test_a_week_without_desirable_rows_says_so(tmp_path, base_model):
+def test_a_week_without_desirable_rows_trains_kto_alone_and_says_so(tmp_path, base_model):
     data = rows(16, seed=3, desirable_share=0.0)
-    with pytest.raises(ValueError, match="no desirable rows"):
-        train(tmp_path, base_model, data, {**RECIPE, "full_finetune": True, "sft_first": True}, "none")
+    result = train(tmp_path, base_model, data, {**RECIPE, "full_finetune": True, "sft_first": True}, "none")
+    assert result.global_step == 3 and result.final_metrics["sft_rows"] == 0
+    assert result.final_metrics["sft_steps"] == 0 and result.health["reference_check"]["ok"]
 
 
 def test_sft_settings_are_checked():

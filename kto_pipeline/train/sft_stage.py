@@ -72,8 +72,9 @@ def run_sft_stage(
     use_cpu: bool,
     bf16: bool,
     dtype: Any,
-) -> SFTStage:
-    """Fine-tune the desirable `records` with SFTTrainer; the folder KTO should start from."""
+) -> SFTStage | None:
+    """Fine-tune the desirable `records` with SFTTrainer; the folder KTO should start from
+    (None when the week has no desirable row: KTO then starts from the init model as usual)."""
     import transformers
     from accelerate import PartialState
     from transformers.trainer_callback import PrinterCallback
@@ -85,7 +86,7 @@ def run_sft_stage(
         return _stage_from(folder, existing, reused=True)
     examples = sft_examples(records)
     if not examples:
-        raise ValueError("sft_first: the week has no desirable rows (thumbs-up or edits) to fine-tune on")
+        return None  # nothing desirable to imitate this week: KTO starts from the init model
 
     t0 = time.monotonic()
     state = PartialState(cpu=use_cpu)

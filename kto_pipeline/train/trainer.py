@@ -188,8 +188,8 @@ def train_kto(
         "setup": t_setup - t_sft,
         "train": t_trained - t_setup,
     }
-    if sft is not None:
-        final = {**final, **sft.metrics()}
+    if recipe.sft_first:
+        final = {**final, **(sft.metrics() if sft is not None else {"sft_rows": 0, "sft_steps": 0})}
 
     result = TrainResult(
         output_dir=str(output_dir),
