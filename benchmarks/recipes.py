@@ -28,8 +28,11 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 # name → (what it is, simulate arguments)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "kto_no_teacher": ("KTO alone, no synthetic top-up (the loop before the simulated teacher)", ["--no-teacher"]),
-    "kto": ("KTO alone, synthetic top-up from the simulated teacher", []),
+    "kto_no_teacher": (
+        "KTO alone, no synthetic top-up (the loop before the simulated teacher)",
+        ["--no-teacher", "--recipe", json.dumps({"sft_first": False})],
+    ),
+    "kto": ("KTO alone, synthetic top-up from the simulated teacher", ["--recipe", json.dumps({"sft_first": False})]),
     "sft4_then_kto": (
         "SFT on the window's desirable rows (4 epochs), then KTO from it; top-up on",
         ["--recipe", json.dumps({"sft_first": True, "sft_epochs": 4.0})],

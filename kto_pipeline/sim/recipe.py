@@ -31,6 +31,14 @@ wrapped prompts are ~4× longer than bare ones, and bucketing keeps them in thei
 instead of padding nearly every batch to their length (padding 2.5% instead of 70%; training
 took half the time, with the same accuracy: 0.443 bucketed, 0.434 not).
 
+SFT then KTO (`sft_first`, 2026-12-06, `python -m benchmarks.recipes`, with the simulated
+teacher's top-up on): each week first fine-tunes on the window's desirable rows (thumbs-ups,
+edits and the teacher's better answers) for 8 epochs with TRL's SFTTrainer, then runs the KTO
+recipe above from that model, which is also its reference. carry_bug seed 0: 0.530, 0.607,
+0.671, 0.671 (week 4's training tripped the collapse guard and was not promoted) against KTO
+alone 0.474, 0.578, 0.594, 0.634 and SFT on thumbs-up 0.480, 0.582, 0.650, 0.704. 4 SFT epochs
+instead of 8: 0.504, 0.576 in weeks 1-2, so 8 stays. The README has both scenarios and seeds.
+
 Class weights are not part of the recipe: they are recomputed each week from the row counts
 (`kto_pipeline.curate.balance.kto_class_weights`, target ratio 7/6, close to the notes' 1.15).
 """
@@ -79,6 +87,10 @@ TINY_KTO_RECIPE: dict[str, Any] = {
     "save_steps": 10_000,  # a week is ~140 steps: no mid-run checkpoints to write
     "logging_steps": 5,
     "seed": 0,
+    # SFT on the window's desirable rows first, then KTO from (and against) that model: ahead of
+    # KTO alone and of SFT on thumbs-up in both scenarios (benchmarks/results/recipes.md).
+    "sft_first": True,
+    "sft_epochs": 8.0,
 }
 
 
