@@ -30,6 +30,7 @@ from kto_pipeline.train.output import write_output
 from kto_pipeline.train.policy import load_policy
 from kto_pipeline.train.recipe import KTORecipe
 from kto_pipeline.train.resume import DATA_DIR, SFT_DIR
+from kto_pipeline.train.trainer_args import shared_trainer_args
 
 SFT_TRAINER_DIR = "sft_trainer"
 
@@ -137,39 +138,14 @@ def _stage_from(folder: Path, manifest: CheckpointManifest, *, reused: bool) -> 
 
 
 def sft_config(recipe: KTORecipe, *, trainer_dir: Path, use_cpu: bool, bf16: bool):
-    """TRL's SFTConfig from the recipe: KTO's batch, schedule and length; SFT's epochs and lr.
-
-    Set explicitly where SFTConfig's defaults differ from TrainingArguments' (bf16 on,
-    gradient checkpointing on): the recipe decides those for both stages.
-    """
+    """TRL's SFTConfig from the recipe: KTO's batch, schedule and length; SFT's epochs and lr."""
     from trl import SFTConfig
 
     return SFTConfig(
-        output_dir=str(trainer_dir),
+        **shared_trainer_args(recipe, trainer_dir=trainer_dir, use_cpu=use_cpu, bf16=bf16),
         learning_rate=recipe.sft_learning_rate or recipe.learning_rate,
-        lr_scheduler_type=recipe.lr_scheduler_type,
-        warmup_steps=recipe.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
-        weight_decay=recipe.weight_decay,
-        max_grad_norm=recipe.max_grad_norm,
-        per_device_train_batch_size=recipe.per_device_train_batch_size,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
         num_train_epochs=recipe.sft_epochs,
-        max_length=recipe.max_length,
         completion_only_loss=True,
         packing=False,
-        gradient_checkpointing=recipe.gradient_checkpointing,
-        bf16=bf16,
-        use_cpu=use_cpu,
         save_strategy="no",
-        logging_steps=recipe.logging_steps,
-        logging_first_step=True,
-        eval_strategy="no",
-        seed=recipe.seed,
-        data_seed=recipe.seed,
-        dataloader_num_workers=recipe.dataloader_num_workers,
-        dataloader_pin_memory=recipe.dataloader_pin_memory and not use_cpu,
-        dataset_num_proc=recipe.dataset_num_proc,
-        report_to="none",
-        disable_tqdm=True,
-        ddp_find_unused_parameters=False,
     )

@@ -35,6 +35,7 @@ from kto_pipeline.train.resume import (
     run_fingerprint,
 )
 from kto_pipeline.train.sft_stage import SFT_TRAINER_DIR, run_sft_stage
+from kto_pipeline.train.trainer_args import shared_trainer_args
 
 # Telemetry pings from TRL's rank 0 are never wanted; HF_HUB_OFFLINE is left to the caller.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -271,46 +272,23 @@ def kto_config(
 ):
     from trl import KTOConfig
 
-    args: dict[str, Any] = dict(
-        output_dir=str(trainer_dir),
-        loss_type=recipe.loss_type,
-        beta=recipe.beta,
-        desirable_weight=float(desirable_weight),
-        undesirable_weight=float(undesirable_weight),
-        learning_rate=recipe.learning_rate,
-        lr_scheduler_type=recipe.lr_scheduler_type,
-        warmup_steps=recipe.warmup_ratio,  # transformers 5: a float in [0, 1) is a ratio
-        weight_decay=recipe.weight_decay,
-        max_grad_norm=recipe.max_grad_norm,
-        per_device_train_batch_size=recipe.per_device_train_batch_size,
-        per_device_eval_batch_size=recipe.per_device_eval_batch_size,
-        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
-        num_train_epochs=recipe.num_train_epochs,
-        max_steps=recipe.max_steps if recipe.max_steps is not None else -1,
-        max_length=recipe.max_length,
-        precompute_ref_log_probs=recipe.precompute_ref_log_probs,
-        precompute_ref_batch_size=recipe.precompute_ref_batch_size,
-        gradient_checkpointing=recipe.gradient_checkpointing,
-        bf16=bf16,
-        use_cpu=use_cpu,
-        disable_dropout=recipe.disable_dropout,
-        save_strategy="steps",
-        save_steps=recipe.save_steps,
-        save_total_limit=recipe.save_total_limit,
-        logging_steps=recipe.logging_steps,
-        logging_first_step=True,  # the first log is taken at the initial weights: the reference check
-        eval_strategy="no",
-        seed=recipe.seed,
-        data_seed=recipe.seed,
-        dataloader_num_workers=recipe.dataloader_num_workers,
-        dataloader_pin_memory=recipe.dataloader_pin_memory and not use_cpu,
-        dataset_num_proc=recipe.dataset_num_proc,
-        report_to="none",
-        disable_tqdm=True,
-        train_sampling_strategy="sequential",  # the order we built is the order trained
-        # Text-only LoRA/full models use every trainable parameter each step (TRL's "ref"
-        # adapter is frozen), so DDP can skip its per-step unused-parameter scan.
-        ddp_find_unused_parameters=False,
-    )
+    args: dict[str, Any] = {
+        **shared_trainer_args(recipe, trainer_dir=trainer_dir, use_cpu=use_cpu, bf16=bf16),
+        "loss_type": recipe.loss_type,
+        "beta": recipe.beta,
+        "desirable_weight": float(desirable_weight),
+        "undesirable_weight": float(undesirable_weight),
+        "learning_rate": recipe.learning_rate,
+        "per_device_eval_batch_size": recipe.per_device_eval_batch_size,
+        "num_train_epochs": recipe.num_train_epochs,
+        "max_steps": recipe.max_steps if recipe.max_steps is not None else -1,
+        "precompute_ref_log_probs": recipe.precompute_ref_log_probs,
+        "precompute_ref_batch_size": recipe.precompute_ref_batch_size,
+        "disable_dropout": recipe.disable_dropout,
+        "save_strategy": "steps",
+        "save_steps": recipe.save_steps,
+        "save_total_limit": recipe.save_total_limit,
+        "train_sampling_strategy": "sequential",  # the order we built is the order trained
+    }
     args.update(recipe.extra_args)
     return KTOConfig(**args)
