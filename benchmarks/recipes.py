@@ -93,6 +93,7 @@ def markdown(report: dict) -> str:
         f"Command: `{report['command']}`  ",
         f"Date: {report['date']}; commit {report['commit']}; load average {report['load_start']} → {report['load_end']}",
         "",
+        *([f"**Note:** {report['note']}", ""] if report.get("note") else []),
         "True held-out accuracy of the champion after each week (1,000 held-out prompts, 2,000 samples at T=1;",
         "the champion is the last promoted checkpoint). `sft_on_thumbs_up` is the naive arm: SFT on the",
         "thumbs-up rows and edits of the same window, as many steps as the KTO arm of that run.",
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sft-in", default="kto", help="the variant whose run also runs the SFT arm")
     parser.add_argument("--rerun", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "recipes"))
+    parser.add_argument("--note", default=None, help="a note printed at the top of the report")
     args = parser.parse_args(argv)
     work = Path(args.work)
     sft_in = args.sft_in if args.sft_in in args.variants else args.variants[0]
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_end": _load(),
         "weeks": max(len(r["accuracy"]) for r in runs),
         "variants": args.variants,
+        "note": args.note,
         "runs": runs,
     }
     out = Path(args.out)

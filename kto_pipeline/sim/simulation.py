@@ -13,7 +13,9 @@ Each simulated week:
    most 4 tokens), the assets' production defaults stay as they are; the eval report's judge
    is the oracle, served for the whole job as an OpenAI-compatible endpoint on a free
    loopback port (`judge_server`), so the production judge path (client, template, parsing,
-   both orders) runs for real;
+   both orders) runs for real; the same endpoint serves the simulated teacher (`teacher`) that
+   the synthetic top-up's distilabel pipeline asks for better or flawed answers; there is no
+   DEITA scorer (see the README: no meaningful one exists for this task);
 3. the new checkpoint and the champion are measured on a fixed held-out prompt set (the
    oracle knows the right answers), and next week's traffic uses the champion.
 
