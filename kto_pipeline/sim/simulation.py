@@ -33,6 +33,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,11 @@ from kto_pipeline.sim import (
     simulate_week,
     task_split,
     tiny_kto_recipe,
-    train_sft_on_positives,
 )
 from kto_pipeline.sim.capture_traffic import send_week_through_capture
 from kto_pipeline.sim.judge_server import RunningJudge, serve_oracle_judge
 from kto_pipeline.sim.pii_audit import leaked_pii, pasted_pii
+from kto_pipeline.sim.sft_arm import SFTArm, SFTArmWorker
 from kto_pipeline.sim.teacher import SimTeacher
 
 Say = Callable[[str], None]
@@ -237,135 +238,128 @@ def _run(config: SimulationConfig, *, project: Path, home: Path, say: Say, judge
     }
     registry = ModelRegistry(models)
     reports = {str(base): base_report}
-    sft_champion: str = str(base)
-    sft_weeks: list[list[dict[str, Any]]] = []  # each week's SFT-arm records, for its window
-    rows: list[dict[str, Any]] = []
-    for i, week in enumerate(weeks):
-        t_week = time.monotonic()
-        champion = registry.champion()
-        kto_champion = champion.checkpoint if champion else str(base)
-        prompts = split.week_prompts(i, config.prompts_per_week)
-        traffic = simulate_week(
-            kto_champion,
-            prompts,
-            week,
-            user=config.user,
-            seed=config.seed,
-            model_version=champion.week if champion else "base",
-        )
-        send_week_through_capture(traffic.records, dumps)
-        stats = traffic.stats()
-        say(
-            f"[week {i + 1}/{len(weeks)} {week}] KTO champion {champion.week if champion else 'base'} served {stats['records']} answers: {stats['true_accuracy']:.3f} right, thumbs up {stats['thumbs_up_rate']:.3f}; running the pipeline …"
-        )
-        log = logs / f"retrain_job-{week}.log"
-        code = execute_week(
-            project,
-            env,
-            "retrain_job",
-            week,
-            log,
-            trigger="simulation",
-            run_config=_run_config(config, judge),
-        )
-        numbers = _eval_numbers(registry, week)
-        if code != 0 and numbers.get("promoted") is not False:
-            raise RuntimeError(
-                f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}"
-            )
-        pasted = pasted_pii([r["prompt"] for r in traffic.records])
-        redacted_file = root / "warehouse" / "redacted_feedback" / f"{week}.parquet"
-        leaked = leaked_pii(pd.read_parquet(redacted_file)) if redacted_file.exists() else None
-        synthetic_file = root / "warehouse" / "synthetic_topup" / f"{week}.parquet"
-        synthetic = pd.read_parquet(synthetic_file) if synthetic_file.exists() else None
-        checkpoint = registry.checkpoint(week)
-        manifest = read_manifest(checkpoint)
-        train_rows = manifest.rows.get("train") if manifest is not None else None
-        steps_trained = manifest.global_step if manifest is not None else None
-        candidate = evaluate_model(checkpoint, config.eval_samples)
-        reports[str(checkpoint)] = candidate
-        new_champion = registry.champion()
-        champion_report = reports[new_champion.checkpoint] if new_champion else base_report
-        rows.append(
-            {
-                "week": week,
-                "arm": "kto",
-                "served_by": champion.week if champion else "base",
-                "traffic_accuracy": stats["true_accuracy"],
-                "thumbs_up_rate": stats["thumbs_up_rate"],
-                "train_rows": train_rows,
-                "steps": steps_trained,
-                "candidate_accuracy": candidate.accuracy,
-                "candidate_carry_greedy": candidate.carry_greedy_accuracy,
-                "reward_accuracy": numbers.get("reward_accuracy"),
-                "margin": numbers.get("margin"),
-                "win_rate": numbers.get("win_rate"),
-                "win_rate_low": numbers.get("win_rate_low"),
-                "win_rate_high": numbers.get("win_rate_high"),
-                "collapsed": collapse_of(manifest) is not None,
-                "promoted": numbers.get("promoted"),
-                "champion_accuracy": champion_report.accuracy,
-                "synthetic_rows": None if synthetic is None else len(synthetic),
-                "synthetic_desirable": None if synthetic is None else int(synthetic["label"].astype(bool).sum()),
-                "pii_pasted": sum(pasted.values()),
-                "pii_leaked": sum(leaked.values()) if leaked is not None else None,
-                "pii_leaked_by_type": leaked,
-            }
-        )
-        say(f"    redaction: {sum(pasted.values())} pasted PII values {pasted}; left in redacted_feedback: {leaked}")
-        if synthetic is not None:
-            say(
-                f"    synthetic top-up: {len(synthetic)} teacher rows kept ({int(synthetic['label'].astype(bool).sum())} desirable)"
-            )
-        say(
-            f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
-            f"reward accuracy {_f(numbers.get('reward_accuracy'))}, judge win rate {_f(numbers.get('win_rate'))} "
-            f"[{_f(numbers.get('win_rate_low'))}, {_f(numbers.get('win_rate_high'))}], "
-            f"{'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}"
-        )
-
-        if "sft" in config.arms:
-            sft_traffic = simulate_week(
-                sft_champion, prompts, week, user=config.user, seed=config.seed, model_version="sft"
-            )
-            sft_stats = sft_traffic.stats()
-            sft_weeks.append(sft_traffic.records)
-            sft_rows = [r for records in sft_weeks[-config.window_weeks :] for r in records]
-            steps = int(steps_trained or 1)
-            out = root / "sft" / week
-            train_sft_on_positives(
-                sft_champion,
-                sft_rows,
-                steps=steps,
-                output_dir=out,
+    arm = None
+    if "sft" in config.arms:
+        arm = SFTArmWorker(
+            SFTArm(
+                champion=str(base),
+                root=root / "sft",
+                user=config.user,
+                seed=config.seed,
+                window_weeks=config.window_weeks,
+                eval_samples=config.eval_samples,
                 lr=float(recipe["learning_rate"]),
                 batch=int(recipe["per_device_train_batch_size"]),
-                seed=config.seed,
-                weeks=weeks[max(0, i + 1 - config.window_weeks) : i + 1],
             )
-            sft_report = evaluate_model(out, config.eval_samples)
-            sft_champion = str(out)
+        )
+    sft_futures: list[Future] = []
+    rows: list[dict[str, Any]] = []
+    try:
+        for i, week in enumerate(weeks):
+            t_week = time.monotonic()
+            champion = registry.champion()
+            kto_champion = champion.checkpoint if champion else str(base)
+            prompts = split.week_prompts(i, config.prompts_per_week)
+            traffic = simulate_week(
+                kto_champion,
+                prompts,
+                week,
+                user=config.user,
+                seed=config.seed,
+                model_version=champion.week if champion else "base",
+            )
+            send_week_through_capture(traffic.records, dumps)
+            stats = traffic.stats()
+            say(
+                f"[week {i + 1}/{len(weeks)} {week}] KTO champion {champion.week if champion else 'base'} served {stats['records']} answers: {stats['true_accuracy']:.3f} right, thumbs up {stats['thumbs_up_rate']:.3f}; running the pipeline …"
+            )
+            log = logs / f"retrain_job-{week}.log"
+            code = execute_week(
+                project,
+                env,
+                "retrain_job",
+                week,
+                log,
+                trigger="simulation",
+                run_config=_run_config(config, judge),
+            )
+            numbers = _eval_numbers(registry, week)
+            if code != 0 and numbers.get("promoted") is not False:
+                raise RuntimeError(
+                    f"the pipeline failed for week {week} (exit {code}); see {log}:\n{log.read_text()[-3000:]}"
+                )
+            pasted = pasted_pii([r["prompt"] for r in traffic.records])
+            redacted_file = root / "warehouse" / "redacted_feedback" / f"{week}.parquet"
+            leaked = leaked_pii(pd.read_parquet(redacted_file)) if redacted_file.exists() else None
+            synthetic_file = root / "warehouse" / "synthetic_topup" / f"{week}.parquet"
+            synthetic = pd.read_parquet(synthetic_file) if synthetic_file.exists() else None
+            checkpoint = registry.checkpoint(week)
+            manifest = read_manifest(checkpoint)
+            train_rows = manifest.rows.get("train") if manifest is not None else None
+            steps_trained = manifest.global_step if manifest is not None else None
+            candidate = evaluate_model(checkpoint, config.eval_samples)
+            reports[str(checkpoint)] = candidate
+            new_champion = registry.champion()
+            champion_report = reports[new_champion.checkpoint] if new_champion else base_report
             rows.append(
                 {
                     "week": week,
-                    "arm": "sft",
-                    "served_by": "sft" if i else "base",
-                    "traffic_accuracy": sft_stats["true_accuracy"],
-                    "thumbs_up_rate": sft_stats["thumbs_up_rate"],
-                    "train_rows": len([r for r in sft_rows if r["label"] or r.get("edited_completion")]),
-                    "steps": steps,
-                    "candidate_accuracy": sft_report.accuracy,
-                    "candidate_carry_greedy": sft_report.carry_greedy_accuracy,
-                    "reward_accuracy": None,
-                    "margin": None,
-                    "win_rate": None,
-                    "collapsed": False,
-                    "promoted": True,
-                    "champion_accuracy": sft_report.accuracy,
+                    "arm": "kto",
+                    "served_by": champion.week if champion else "base",
+                    "traffic_accuracy": stats["true_accuracy"],
+                    "thumbs_up_rate": stats["thumbs_up_rate"],
+                    "train_rows": train_rows,
+                    "steps": steps_trained,
+                    "candidate_accuracy": candidate.accuracy,
+                    "candidate_carry_greedy": candidate.carry_greedy_accuracy,
+                    "reward_accuracy": numbers.get("reward_accuracy"),
+                    "margin": numbers.get("margin"),
+                    "win_rate": numbers.get("win_rate"),
+                    "win_rate_low": numbers.get("win_rate_low"),
+                    "win_rate_high": numbers.get("win_rate_high"),
+                    "collapsed": collapse_of(manifest) is not None,
+                    "promoted": numbers.get("promoted"),
+                    "champion_accuracy": champion_report.accuracy,
+                    "synthetic_rows": None if synthetic is None else len(synthetic),
+                    "synthetic_desirable": None if synthetic is None else int(synthetic["label"].astype(bool).sum()),
+                    "pii_pasted": sum(pasted.values()),
+                    "pii_leaked": sum(leaked.values()) if leaked is not None else None,
+                    "pii_leaked_by_type": leaked,
                 }
             )
-            say(f"    SFT on thumbs-up: {steps} steps; held-out {sft_report.accuracy:.3f}")
-        say(f"    week done in {time.monotonic() - t_week:.0f}s")
+            say(
+                f"    redaction: {sum(pasted.values())} pasted PII values {pasted}; left in redacted_feedback: {leaked}"
+            )
+            if synthetic is not None:
+                say(
+                    f"    synthetic top-up: {len(synthetic)} teacher rows kept ({int(synthetic['label'].astype(bool).sum())} desirable)"
+                )
+            say(
+                f"    KTO: {steps_trained} steps on {train_rows} rows; candidate held-out {candidate.accuracy:.3f}; "
+                f"reward accuracy {_f(numbers.get('reward_accuracy'))}, judge win rate {_f(numbers.get('win_rate'))} "
+                f"[{_f(numbers.get('win_rate_low'))}, {_f(numbers.get('win_rate_high'))}], "
+                f"{'promoted' if numbers.get('promoted') else 'NOT promoted'}; champion held-out {champion_report.accuracy:.3f}"
+            )
+
+            if arm is not None:
+                window = weeks[max(0, i + 1 - config.window_weeks) : i + 1]
+                sft_futures.append(arm.submit(i, week, prompts, int(steps_trained or 1), window))
+            say(f"    week done in {time.monotonic() - t_week:.0f}s")
+
+    except BaseException:
+        if arm is not None:
+            arm.close()
+        raise
+    if arm is not None:
+        try:
+            sft_rows = [future.result() for future in sft_futures]
+        finally:
+            arm.close()
+        for row in sft_rows:
+            say(f"[SFT on thumbs-up {row['week']}] {row['steps']} steps; held-out {row['champion_accuracy']:.3f}")
+        kto_rows, rows = rows, []
+        for kto_row, sft_row in zip(kto_rows, sft_rows, strict=True):
+            rows += [kto_row, sft_row]
 
     results = {
         "config": {**asdict(config), "user": asdict(config.user)},
