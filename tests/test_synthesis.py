@@ -686,6 +686,31 @@ def test_timeout_kills_the_child_and_its_workers(tiny_model, tmp_path):
     assert [p for p in psutil.Process().children(recursive=True) if p.pid not in before] == []
 
 
+def test_a_step_that_failed_to_load_and_hangs_fails_the_run_instead_of_waiting_forever(tmp_path, monkeypatch):
+    """distilabel's teardown after a failed step load has been seen to hang (a dead worker, its
+    manager waiting): the run must end with the load failure, not wait for the timeout or forever."""
+    import psutil
+
+    from kto_pipeline.curate.synthesis import child
+
+    hanging_child = (
+        "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']); "
+        "print(\"ERROR ❌ Failed to load step 'teacher': no such model\", flush=True); time.sleep(600)"
+    )
+    monkeypatch.setattr(child, "_CHILD_ENTRY", hanging_child)
+    monkeypatch.setattr(child, "LOAD_FAILURE_GRACE_S", 1.0)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(RuntimeError, match="could not load(.|\n)*Failed to load step 'teacher'"):
+        child.run_chat_generation(
+            [{"request_id": "r1", "messages": [{"role": "user", "content": "hi"}]}],
+            TeacherConfig(model="m"),
+            tmp_path / "cache",
+            timeout_s=120,
+        )
+    # The child and the worker it started are gone: the whole process group was ended.
+    assert [p for p in psutil.Process().children(recursive=True) if p.pid not in before] == []
+
+
 def test_openai_compatible_endpoint(openai_server, tmp_path, capfd):
     host, port = openai_server.server_address
     conversation = [

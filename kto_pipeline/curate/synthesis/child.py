@@ -68,13 +68,43 @@ class ChatGenerationRun:
     timings: dict[str, float]  # wall_s (parent), child_import_s, pipeline_s (inside the child)
 
 
-def _pump(stream: Any, level: int, tail: deque) -> None:
+# distilabel logs this when a step cannot load (local.py, base.py), then tears the pipeline down;
+# that teardown has been seen to hang on a dead worker (its manager waiting forever).
+LOAD_FAILED = "Failed to load"
+LOAD_FAILURE_GRACE_S = 30.0
+
+
+def _pump(stream: Any, level: int, tail: deque, load_failed: threading.Event) -> None:
     """Forward the child's console output (distilabel's log lines) to our logger."""
     for line in stream:
         line = line.rstrip()
         if line:
             tail.append(line)
             logger.log(level, "%s", line)
+            if LOAD_FAILED in line:
+                load_failed.set()
+
+
+def _wait(proc: subprocess.Popen, timeout_s: float | None, load_failed: threading.Event, tail: deque) -> int:
+    """The child's exit code; TimeoutError past `timeout_s`, RuntimeError when a step failed to
+    load and the child has not exited LOAD_FAILURE_GRACE_S later (the caller kills its group)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    failed_at = None
+    while True:
+        try:
+            return proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            raise TimeoutError(f"synthetic generation did not finish within {timeout_s} s")
+        if failed_at is None and load_failed.is_set():
+            failed_at = now
+        if failed_at is not None and now - failed_at > LOAD_FAILURE_GRACE_S:
+            raise RuntimeError(
+                "synthetic generation failed: a distilabel step could not load and the pipeline did not "
+                f"exit within {LOAD_FAILURE_GRACE_S:.0f} s; its last output:\n" + "\n".join(list(tail))
+            )
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -158,17 +188,17 @@ def run_chat_generation(
             start_new_session=True,  # its own process group: one killpg ends it and its workers
         )
         try:
-            reader = threading.Thread(target=_pump, args=(proc.stdout, logging.getLevelName(level), tail), daemon=True)
+            load_failed = threading.Event()
+            reader = threading.Thread(
+                target=_pump, args=(proc.stdout, logging.getLevelName(level), tail, load_failed), daemon=True
+            )
             reader.start()
             try:
                 proc.stdin.write(payload)
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # the child died at startup; its exit code and output say why
-            try:
-                rc = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                raise TimeoutError(f"synthetic generation did not finish within {timeout_s} s") from None
+            rc = _wait(proc, timeout_s, load_failed, tail)
             reader.join(timeout=30)
         except BaseException:
             _kill_group(proc)  # also on KeyboardInterrupt / Dagster run termination
