@@ -72,7 +72,9 @@ def synthetic_topup(
     # distilabel writes batch files even with its cache off: a folder of this run, removed after.
     cache_dir = Path(context.instance.storage_directory()) / "distilabel" / context.run.run_id
     try:
-        generated = generate_synthetic(plan, teacher, cache_dir, timeout_s=teacher_llm.timeout_s)
+        generated = generate_synthetic(
+            plan, teacher, cache_dir, timeout_s=teacher_llm.timeout_s, attempts=teacher_llm.attempts
+        )
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
     earlier, _ = dedup_history.load(week)

@@ -33,7 +33,13 @@ class TeacherLLM(
     base_url: str | None = Field(default=None, description="openai: the endpoint, e.g. http://gpu-box:8000/v1")
     api_key: str | None = Field(default=None, description="openai: the key; set it with EnvVar")
     device: str | None = Field(default=None, description="transformers: cuda, cpu, …")
-    timeout_s: int = Field(default=600, description="Longest a generation run may take before it is stopped")
+    timeout_s: int = Field(default=600, description="Longest one generation run may take before it is stopped")
+    attempts: int = Field(
+        default=2,
+        ge=1,
+        description="Generation runs before the step fails: a run past timeout_s (distilabel's pipeline has been "
+        "seen to hang in its teardown) is killed and started again",
+    )
     threads: int | None = Field(
         default=None, description="transformers: CPU threads for generation; default: torch's choice"
     )

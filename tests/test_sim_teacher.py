@@ -102,7 +102,7 @@ def test_distilabel_tops_up_through_the_served_teacher_and_bad_requests_are_4xx_
         teacher = TeacherConfig(
             kind="openai", model=served.teacher_model, base_url=served.base_url, max_new_tokens=8, max_retries=0
         )
-        result = generate_synthetic(plan, teacher, tmp_path / "cache")
+        result = generate_synthetic(plan, teacher, tmp_path / "cache", timeout_s=180, attempts=2)
         out = result.rows
         assert len(out) == len(plan.requests) and result.dropped.empty
         assert out["label"].all() and set(out["model_version"]) == {TEACHER_MODEL}
@@ -120,7 +120,9 @@ def test_distilabel_tops_up_through_the_served_teacher_and_bad_requests_are_4xx_
 
         # A deployment's own template the teacher cannot read: every request fails and is dropped.
         custom = SynthesisConfig(improve_template="Answer well: {{ prompt }}")
-        failed = generate_synthetic(plan_synthesis(rows, custom), teacher, tmp_path / "cache2")
+        failed = generate_synthetic(
+            plan_synthesis(rows, custom), teacher, tmp_path / "cache2", timeout_s=180, attempts=2
+        )
         assert failed.rows.empty and len(failed.dropped) == len(plan.requests)
         assert served.teacher.counts["bad_request"] >= len(plan.requests)
     assert json.dumps(dict(served.teacher.counts))  # plain counts, for the results file

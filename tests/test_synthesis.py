@@ -276,7 +276,13 @@ def tiny_run(tiny_model, tmp_path_factory):
     )
     with guarded(tmp) as net_log, capture_module_logs() as records:
         result = generate_synthetic(
-            plan, sampling_teacher(tiny_model), tmp / "cache", log_level="INFO", keep_cache=True
+            plan,
+            sampling_teacher(tiny_model),
+            tmp / "cache",
+            log_level="INFO",
+            keep_cache=True,
+            timeout_s=300,
+            attempts=2,
         )
     return types.SimpleNamespace(
         rows=rows,
@@ -652,7 +658,8 @@ def test_tiny_model_run_leaves_the_caller_alone_and_logs_at_the_asked_level(tiny
         "kto_pipeline.curate.synthesis.generate",
         "kto_pipeline.curate.synthesis.child",
     }
-    assert set(tiny_run.result.stats["timings"]) == {"wall_s", "child_import_s", "pipeline_s"}
+    assert set(tiny_run.result.stats["timings"]) == {"wall_s", "child_import_s", "pipeline_s", "attempts"}
+    assert tiny_run.result.stats["timings"]["attempts"] in (1, 2)
 
 
 def test_tiny_model_rerun_is_identical_and_cleans_up(tiny_run, tiny_model, tmp_path):
@@ -708,6 +715,64 @@ def test_a_step_that_failed_to_load_and_hangs_fails_the_run_instead_of_waiting_f
             timeout_s=120,
         )
     # The child and the worker it started are gone: the whole process group was ended.
+    assert [p for p in psutil.Process().children(recursive=True) if p.pid not in before] == []
+
+
+# A stand-in generation child: reads the payload, hangs the first time (a marker beside its run
+# folder says it already did), answers the second; LINGER keeps it alive after the answer.
+_FLAKY_CHILD = """
+import json, pathlib, subprocess, sys, time
+payload = json.loads(sys.stdin.read())
+run_dir = pathlib.Path(payload["run_dir"])
+marker = run_dir.parent / "hung-once"
+if HANG_FIRST and not marker.exists():
+    marker.touch()
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    time.sleep(600)
+result = {"generations": {r["request_id"]: "answer" for r in payload["records"]}, "timings": {"pipeline_s": 0.1}}
+(run_dir / "result.json").write_text(json.dumps(result))
+if LINGER:
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    time.sleep(600)
+"""
+
+
+def _flaky_child(hang_first: bool, linger: bool) -> str:
+    code = _FLAKY_CHILD.replace("HANG_FIRST", str(hang_first)).replace("LINGER", str(linger))
+    return f"exec({code!r})"
+
+
+def test_a_generation_run_that_hangs_is_killed_and_started_again(tmp_path, monkeypatch):
+    import psutil
+
+    from kto_pipeline.curate.synthesis import child
+
+    monkeypatch.setattr(child, "_CHILD_ENTRY", _flaky_child(hang_first=True, linger=False))
+    request = [{"request_id": "r1", "messages": [{"role": "user", "content": "hi"}]}]
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(TimeoutError, match="within 3"):  # one attempt: the hang is the error
+        child.run_chat_generation(request, TeacherConfig(model="m"), tmp_path / "one", timeout_s=3)
+    run = child.run_chat_generation(request, TeacherConfig(model="m"), tmp_path / "two", timeout_s=3, attempts=2)
+    assert run.generations == {"r1": "answer"} and run.timings["attempts"] == 2
+    assert [p for p in psutil.Process().children(recursive=True) if p.pid not in before] == []
+    assert [p.name for p in (tmp_path / "two").iterdir()] == ["hung-once"]  # both run folders removed
+
+
+def test_a_child_that_wrote_its_result_but_does_not_exit_is_ended_and_its_result_kept(tmp_path, monkeypatch):
+    import psutil
+
+    from kto_pipeline.curate.synthesis import child
+
+    monkeypatch.setattr(child, "_CHILD_ENTRY", _flaky_child(hang_first=False, linger=True))
+    monkeypatch.setattr(child, "EXIT_GRACE_S", 1.0)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    run = child.run_chat_generation(
+        [{"request_id": "r1", "messages": [{"role": "user", "content": "hi"}]}],
+        TeacherConfig(model="m"),
+        tmp_path / "cache",
+        timeout_s=120,
+    )
+    assert run.generations == {"r1": "answer"} and run.timings["wall_s"] < 60
     assert [p for p in psutil.Process().children(recursive=True) if p.pid not in before] == []
 
 

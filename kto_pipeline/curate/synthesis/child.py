@@ -23,6 +23,7 @@ writes (utils/serialization.py:197).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -72,6 +73,13 @@ class ChatGenerationRun:
 # that teardown has been seen to hang on a dead worker (its manager waiting forever).
 LOAD_FAILED = "Failed to load"
 LOAD_FAILURE_GRACE_S = 30.0
+# After the child has written its result it has nothing left to do; an exit that takes longer
+# than this (a worker or manager process it waits for) is cut short and the result kept.
+EXIT_GRACE_S = 30.0
+
+
+class GenerationTimeout(TimeoutError):
+    """One generation child ran past its time limit (killed, with its workers)."""
 
 
 def _pump(stream: Any, level: int, tail: deque, load_failed: threading.Event) -> None:
@@ -85,19 +93,27 @@ def _pump(stream: Any, level: int, tail: deque, load_failed: threading.Event) ->
                 load_failed.set()
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float | None, load_failed: threading.Event, tail: deque) -> int:
-    """The child's exit code; TimeoutError past `timeout_s`, RuntimeError when a step failed to
-    load and the child has not exited LOAD_FAILURE_GRACE_S later (the caller kills its group)."""
+def _wait(
+    proc: subprocess.Popen, timeout_s: float | None, load_failed: threading.Event, tail: deque, result_path: Path
+) -> int:
+    """The child's exit code (0 once its result is written and it lingers EXIT_GRACE_S);
+    GenerationTimeout past `timeout_s`; RuntimeError when a step failed to load and the child has
+    not exited LOAD_FAILURE_GRACE_S later. The caller kills the child's group in every case."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    failed_at = None
+    failed_at = done_at = None
     while True:
         try:
             return proc.wait(timeout=1.0)
         except subprocess.TimeoutExpired:
             pass
         now = time.monotonic()
+        if done_at is None and result_path.is_file():
+            done_at = now
+        if done_at is not None and now - done_at > EXIT_GRACE_S:
+            logger.warning("the generation child wrote its result but did not exit in %.0f s; ending it", EXIT_GRACE_S)
+            return 0
         if deadline is not None and now > deadline:
-            raise TimeoutError(f"synthetic generation did not finish within {timeout_s} s")
+            raise GenerationTimeout(f"synthetic generation did not finish within {timeout_s} s")
         if failed_at is None and load_failed.is_set():
             failed_at = now
         if failed_at is not None and now - failed_at > LOAD_FAILURE_GRACE_S:
@@ -110,6 +126,10 @@ def _wait(proc: subprocess.Popen, timeout_s: float | None, load_failed: threadin
 def _kill_group(proc: subprocess.Popen) -> None:
     """End the child and the distilabel workers it forked (its own process group)."""
     if proc.poll() is not None:
+        # The child has exited; a worker it left behind keeps the group (its pid) alive, and
+        # goes with it. An empty group is ESRCH.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         return
     for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
         try:
@@ -131,6 +151,7 @@ def run_chat_generation(
     log_level: str = "WARNING",
     keep_cache: bool = False,
     timeout_s: float | None = None,
+    attempts: int = 1,
 ) -> ChatGenerationRun:
     """Run LoadDataFromDicts → ChatGeneration over `records` ({"request_id", "messages"}).
 
@@ -147,6 +168,11 @@ def run_chat_generation(
     folder inside `cache_dir`, deleted afterwards unless `keep_cache`. The child's console
     output (distilabel's log lines at `log_level` and above) is forwarded to this module's
     logger at that level.
+
+    `timeout_s` bounds one child; a child past it is killed with its workers and, up to
+    `attempts` children in all, a fresh one starts: distilabel 1.5.3's pipeline has been seen
+    to hang in its worker teardown with no output (CI, about one run in a few hundred), and a
+    rerun of the same requests is the cure. A step that failed to load is not retried.
     """
     started = time.perf_counter()
     if not records:
@@ -154,8 +180,31 @@ def run_chat_generation(
     level = log_level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ValueError(f"log_level must be a logging level name, got {log_level!r}")
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, attempts + 1):
+        try:
+            result = _run_child(records, teacher, cache_dir, level, keep_cache, timeout_s)
+            break
+        except GenerationTimeout:
+            if attempt == attempts:
+                raise
+            logger.warning("synthetic generation attempt %d of %d timed out; starting it again", attempt, attempts)
+    timings = {"wall_s": round(time.perf_counter() - started, 3), **result["timings"], "attempts": attempt}
+    return ChatGenerationRun(result["generations"], timings)
+
+
+def _run_child(
+    records: Sequence[Mapping[str, Any]],
+    teacher: TeacherConfig,
+    cache_dir: Path,
+    level: str,
+    keep_cache: bool,
+    timeout_s: float | None,
+) -> dict[str, Any]:
+    """One generation child, start to finish: its result.json ({"generations", "timings"})."""
     run_dir = Path(tempfile.mkdtemp(prefix="distilabel-", dir=cache_dir)).resolve()
     payload = json.dumps(
         {
@@ -174,6 +223,7 @@ def run_chat_generation(
         }
     )
     tail: deque = deque(maxlen=60)
+    result_path = run_dir / RESULT_FILE
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", _CHILD_ENTRY],
@@ -198,21 +248,17 @@ def run_chat_generation(
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # the child died at startup; its exit code and output say why
-            rc = _wait(proc, timeout_s, load_failed, tail)
-            reader.join(timeout=30)
-        except BaseException:
-            _kill_group(proc)  # also on KeyboardInterrupt / Dagster run termination
-            raise
+            rc = _wait(proc, timeout_s, load_failed, tail, result_path)
+        finally:
+            _kill_group(proc)  # workers left behind, a hung child, KeyboardInterrupt / run termination
+        reader.join(timeout=30)
         if rc != 0:
             raise RuntimeError(
                 f"synthetic generation failed (child exit code {rc}); its last output:\n" + "\n".join(tail)
             )
-        result_path = run_dir / RESULT_FILE
         if not result_path.is_file():
             raise RuntimeError(f"synthetic generation child exited without writing {RESULT_FILE}")
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-        timings = {"wall_s": round(time.perf_counter() - started, 3), **result["timings"]}
-        return ChatGenerationRun(result["generations"], timings)
+        return json.loads(result_path.read_text(encoding="utf-8"))
     finally:
         if not keep_cache:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -273,6 +319,11 @@ def _child_main() -> None:
     tmp = run_dir / (RESULT_FILE + ".tmp")
     tmp.write_text(json.dumps(result), encoding="utf-8")
     tmp.replace(run_dir / RESULT_FILE)
+    # Nothing is left to do: skip the interpreter's exit, whose multiprocessing hook joins any
+    # distilabel worker or manager process still alive (the parent ends the group anyway).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _read_outputs(out_dir: Path) -> dict[str, str | None]:

@@ -108,11 +108,13 @@ def generate_synthetic(
     log_level: str = "WARNING",
     keep_cache: bool = False,
     timeout_s: float | None = None,
+    attempts: int = 1,
 ) -> GenerationResult:
     """Generate the plan's requests with the teacher through distilabel; contract rows back.
 
     `cache_dir`: where distilabel may write (the Dagster run's storage); see
-    `run_chat_generation` for how the run is isolated and what `log_level` controls.
+    `run_chat_generation` for how the run is isolated, what `log_level` controls, and how
+    `timeout_s` and `attempts` end and restart a run that hangs.
     """
     records = [
         {"request_id": r.row_id, "messages": teacher_messages(r, plan.signal or "", plan.config)} for r in plan.requests
@@ -121,7 +123,13 @@ def generate_synthetic(
     if records:
         logger.info("synthetic top-up: %d requests to %s", len(records), teacher.describe())
         run = run_chat_generation(
-            records, teacher, cache_dir, log_level=log_level, keep_cache=keep_cache, timeout_s=timeout_s
+            records,
+            teacher,
+            cache_dir,
+            log_level=log_level,
+            keep_cache=keep_cache,
+            timeout_s=timeout_s,
+            attempts=attempts,
         )
     rows, dropped = build_synthetic_rows(plan, run.generations, teacher.model)
     stats = {
