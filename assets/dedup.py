@@ -3,6 +3,7 @@ within the week and against earlier weeks; the removed rows, with reasons, besid
 
 import dagster as dg
 import pandas as pd
+from pydantic import Field
 
 from assets.kept_and_dropped import emit_kept_and_dropped, kept_and_dropped_asset
 from assets.metadata import counts_table, frame_metadata, label_balance
@@ -13,9 +14,19 @@ from resources.embedder import Embedder
 from resources.library_config import config_from
 from resources.ray_cluster import RayCluster
 
-DedupSettings = config_from(
-    DedupConfig, fields=["minhash_threshold", "num_perm", "shingle_size", "semdedup_eps", "seed"], name="DedupSettings"
-)
+
+class DedupSettings(
+    config_from(
+        DedupConfig,
+        fields=["minhash_threshold", "num_perm", "shingle_size", "semdedup_eps", "seed"],
+        name="DedupSettingsBase",
+    )
+):
+    enabled: bool = Field(
+        default=True,
+        description="Off: every row passes and the week adds nothing to the cross-week history (for ablations "
+        "and debugging; later weeks then cannot catch repeats of this one)",
+    )
 
 
 @kept_and_dropped_asset(
@@ -32,6 +43,27 @@ def deduplicated_feedback(
     ray_cluster: RayCluster,
 ):
     week = context.partition_key
+    if not config.enabled:
+        context.log.warning(f"week {week}: deduplication is off (enabled: false); every row passes")
+        dropped = redacted_feedback.iloc[:0].reset_index(drop=True)
+        dropped["reason"] = pd.Series(dtype="str")
+        dropped["duplicate_of"] = pd.Series(dtype="str")
+        n = len(redacted_feedback)
+        yield from emit_kept_and_dropped(
+            "deduplicated_feedback",
+            redacted_feedback.reset_index(drop=True),
+            {
+                "rows_in": n,
+                "rows_kept": n,
+                "rows_dropped": 0,
+                "dedup": dg.MetadataValue.text("off: nothing dropped, nothing added to the cross-week history"),
+                **label_balance(redacted_feedback["label"]),
+            },
+            dropped,
+            frame_metadata(dropped, ["row_id", "reason"]),
+            account_rows(redacted_feedback["row_id"], redacted_feedback["row_id"], dropped),
+        )
+        return
     model = embedder.get()
     backend = ray_cluster.backend()
     # On a cluster the vectors are made by its workers (a GPU worker resolves "auto" to torch).

@@ -18,7 +18,6 @@ from kto_pipeline.core.accounting import RowAccount, account_counts, account_row
 from kto_pipeline.curate.balance import (
     SPLIT_EVAL,
     SPLIT_TRAIN,
-    kto_class_weights,
     training_mix,
 )
 from kto_pipeline.evaluate import (
@@ -112,9 +111,9 @@ def kto_checkpoint(
     eval_rows = balanced_feedback[week][balanced_feedback[week]["split"] == SPLIT_EVAL]
     if train.empty:
         raise dg.Failure(f"no training rows in weeks {window}")
-    n_d = int(train["label"].sum())
-    weights = kto_class_weights(n_d, len(train) - n_d)
-    if not weights.in_range:
+    n_d, n_u = int(train["label"].sum()), int((~train["label"].astype(bool)).sum())
+    weights = config.to_library().weights(n_d, n_u)
+    if not (n_d and n_u):
         raise dg.Failure(
             f"the training window has {n_d} desirable and {len(train) - n_d} undesirable rows: KTO needs both"
         )

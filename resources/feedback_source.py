@@ -21,6 +21,7 @@ class FeedbackSource(
         fields=[
             "format",
             "min_edit_distance",
+            "edits_as_rows",
             "max_text_chars",
             "feedback_names",
             "thumb_up_min",

@@ -610,6 +610,24 @@ def test_trivial_edit_without_label_is_missing_label(tmp_path):
     assert real.rows["signal"].tolist() == ["edit", "edit_original"]
 
 
+def test_with_edits_as_rows_off_an_edited_record_counts_by_its_thumb_alone(tmp_path):
+    rec = {
+        "id": "e",
+        "timestamp": "2026-10-06T10:00:00Z",
+        "prompt": "Where is my billing address?",
+        "completion": "Call support.",
+        "label": "down",
+        "edited_completion": "Account → Billing → Address.",
+    }
+    off = one_record(tmp_path, rec, edits_as_rows=False)
+    assert off.rows[["signal", "label", "completion"]].values.tolist() == [["thumb", False, "Call support."]]
+    assert off.summary()["trivial_edits_skipped"] == 0
+    # Without a thumb there is nothing left to count: quarantined, saying why.
+    bare = one_record(tmp_path, {k: v for k, v in rec.items() if k != "label"}, edits_as_rows=False)
+    assert bare.rows.empty and bare.quarantine["reason"].tolist() == [Reason.MISSING_LABEL]
+    assert "edits_as_rows is off" in bare.quarantine["detail"].iloc[0]
+
+
 # --------------------------------------------------------------------------- 7. adapters
 
 

@@ -48,6 +48,13 @@ class IngestOptions:
             "beside the common spellings (thumbs_up, good, 👍, ...)"
         },
     )
+    edits_as_rows: bool = field(
+        default=True,
+        metadata={
+            "help": "A user's edit gives two rows: the edited text desirable, the original undesirable; off: an "
+            "edited record counts by its thumb alone (one without a thumb is quarantined as missing_label)"
+        },
+    )
     demonstrations: bool = field(
         default=True,
         metadata={

@@ -77,13 +77,17 @@ def _training_rows(rec: CanonicalRecord, options: IngestOptions) -> tuple[list[t
     if rec.kind == "demonstration":
         return [(completion, True, SIGNAL_DEMONSTRATION)], False
     edit = None
-    if not is_missing(rec.edited_completion):
+    if options.edits_as_rows and not is_missing(rec.edited_completion):
         edit = _text(rec.edited_completion, Reason.BAD_EDIT, Reason.BAD_EDIT, "edited_completion", limit)
     label = None if is_missing(rec.label) else normalise_label(rec.label)
     if edit is not None and not is_trivial_edit(completion, edit, options.min_edit_distance):
         return [(edit, True, SIGNAL_EDIT), (completion, False, SIGNAL_EDIT_ORIGINAL)], False
     if label is None:
-        detail = "no label and the edit is too small to count" if edit is not None else "label is missing"
+        detail = "label is missing"
+        if edit is not None:
+            detail = "no label and the edit is too small to count"
+        elif not is_missing(rec.edited_completion):
+            detail = "no label, and edits do not count (edits_as_rows is off)"
         raise ContractError(Reason.MISSING_LABEL, detail)
     return [(completion, label, SIGNAL_THUMB)], edit is not None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kto_pipeline.curate.balance import ClassWeights, kto_class_weights
+
 
 @dataclass(frozen=True)
 class TrainingWindow:
@@ -19,6 +21,13 @@ class TrainingWindow:
         },
     )
     seed: int = field(default=0, metadata={"help": "Shuffle seed of the combined training rows"})
+    class_weights: bool = field(
+        default=True,
+        metadata={
+            "help": "KTO's λD/λU set from the window's class counts so λD·nD/(λU·nU) lies in [1, 4/3] (the KTO "
+            "paper's range); off: both 1 whatever the counts"
+        },
+    )
     recipe: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "Recipe overrides for this run (on top of the trainer resource's)"}
     )
@@ -32,3 +41,9 @@ class TrainingWindow:
         if week not in window:
             raise ValueError(f"balanced_feedback for {week} is missing: materialize the week's curation first")
         return window
+
+    def weights(self, n_desirable: int, n_undesirable: int) -> ClassWeights:
+        """KTO's (λD, λU) for the window's class counts (both 1 with `class_weights` off)."""
+        if self.class_weights:
+            return kto_class_weights(n_desirable, n_undesirable)
+        return ClassWeights(1.0, 1.0, int(n_desirable), int(n_undesirable))
