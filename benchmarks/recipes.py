@@ -49,7 +49,14 @@ def _load() -> list[float]:
 
 
 def run_one(work: Path, scenario: str, seed: int, variant: str, with_sft: bool, rerun: bool) -> dict:
-    home = work / f"{scenario}-s{seed}-{variant}"
+    return run_simulate(work, scenario, seed, variant, VARIANTS[variant][1], with_sft, rerun)
+
+
+def run_simulate(
+    work: Path, scenario: str, seed: int, name: str, simulate_args: list[str], with_sft: bool, rerun: bool
+) -> dict:
+    """`kto-pipeline simulate` with `simulate_args` in its own Dagster instance; its results.json."""
+    home = work / f"{scenario}-s{seed}-{name}"
     results = home / "simulator" / scenario / "results.json"
     if results.exists() and not rerun:
         return json.loads(results.read_text())
@@ -67,7 +74,7 @@ def run_one(work: Path, scenario: str, seed: int, variant: str, with_sft: bool, 
         "kto,sft" if with_sft else "kto",
         "--project",
         str(PROJECT),
-        *VARIANTS[variant][1],
+        *simulate_args,
     ]
     env = {**os.environ, "DAGSTER_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
     log = home / "simulate.log"

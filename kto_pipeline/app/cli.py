@@ -215,7 +215,18 @@ def recipe_overrides(text: str) -> dict:
     return overrides
 
 
+def ablation_name(text: str) -> str:
+    """`--ablate`: checked against the simulator's ablations (imported only when given)."""
+    from kto_pipeline.sim.ablations import get_ablation
+
+    try:
+        return get_ablation(text).name
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def simulate(args: argparse.Namespace) -> int:
+    from kto_pipeline.sim.ablations import get_ablation
     from kto_pipeline.sim.results_table import results_table
     from kto_pipeline.sim.simulation import SimulationConfig, run_simulation
 
@@ -230,6 +241,8 @@ def simulate(args: argparse.Namespace) -> int:
         recipe=args.recipe,
         **({"teacher_accuracy": None} if args.no_teacher else {}),
         **({"teacher_accuracy": args.teacher_accuracy} if args.teacher_accuracy is not None else {}),
+        **({"ablate": args.ablate} if args.ablate else {}),
+        **({"teacher_accuracy": None} if args.ablate and not get_ablation(args.ablate).teacher else {}),
     )
     print(f"kto-pipeline simulation; Dagster instance: {home}", flush=True)
     results = run_simulation(config, project=project, home=home, say=lambda line: print(line, flush=True))
@@ -296,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         help="how often the simulated teacher's better answers are right (default: the simulation's, 0.9)",
     )
     p.add_argument("--no-teacher", action="store_true", help="no teacher: the synthetic top-up does not run")
+    p.add_argument(
+        "--ablate",
+        type=ablation_name,
+        help="change one step of the loop: dedup, class_weights, ... (the names and what each changes: "
+        "kto_pipeline/sim/ablations.py)",
+    )
     p.add_argument("--project", default=".")
     p.set_defaults(func=simulate)
 

@@ -28,6 +28,9 @@ from kto_pipeline.curate.synthesis.prompts import DEFAULT_DEGRADE_TEMPLATE, DEFA
 from kto_pipeline.sim.task import has_carry, parse_question
 
 TEACHER_MODEL = "sim-teacher"
+# One top-up run against it takes well under a minute; a run past this is a distilabel hang,
+# killed and started again (GeneratorResource.attempts) long before the 600 s default.
+TEACHER_RUN_TIMEOUT_S = 240
 IMPROVE, DEGRADE = "improve", "degrade"
 
 
