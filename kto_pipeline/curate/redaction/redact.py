@@ -162,7 +162,7 @@ def _work(chunk: list[Record]) -> list:
 
 def _workers(config: RedactionConfig, n_records: int) -> int:
     wanted = config.workers or os.cpu_count() or 1
-    return max(1, min(wanted, n_records // config.min_records_per_worker))
+    return max(1, min(wanted, n_records // config.records_per_worker()))
 
 
 def map_records(config: RedactionConfig, records: list[Record]) -> list[RedactedRecord]:
