@@ -43,6 +43,12 @@ def _full_runs(path: Path, scenarios: list[str], seeds: list[int]) -> list[dict]
     ]
 
 
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the project when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(PROJECT)) if path.is_relative_to(PROJECT) else str(path)
+
+
 def markdown(report: dict) -> str:
     weeks = report["weeks"]
     lines = [
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "weeks": 4,
         "ablations": args.ablations,
         "note": args.note,
-        "full_from": None if args.run_full else args.full_from,
+        "full_from": None if args.run_full else _shown(Path(args.full_from)),
         "runs": [] if args.run_full else _full_runs(Path(args.full_from), args.scenarios, args.seeds),
     }
     jobs = [
