@@ -9,6 +9,7 @@ global_step, same data counts, same adapter weights. Against a single process it
 design (twice the effective batch: half the optimizer steps).
 """
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -181,12 +182,28 @@ class KillOnTheCluster(threading.Thread):
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout_s
+        ranks, scanned = [], 0.0
         while latest_checkpoint(self.trainer_dir) is None:
             if time.monotonic() > deadline:
                 self.error = "no checkpoint appeared"
                 return
+            if time.monotonic() - scanned > 0.5:  # a process scan takes seconds on a loaded machine
+                ranks, scanned = self._ranks() or ranks, time.monotonic()
             time.sleep(0.05)
-        ranks = self._ranks()
+        # Freeze every rank at once, so the few remaining steps cannot finish the training while
+        # the kill is prepared (CI once saw the run end first at load 10); the survivors resume.
+        frozen = [p for _, p in ranks]
+        for process in frozen:
+            with contextlib.suppress(psutil.Error):
+                process.suspend()
+        try:
+            self._kill(self._ranks())
+        finally:
+            for process in frozen:
+                with contextlib.suppress(psutil.Error):
+                    process.resume()
+
+    def _kill(self, ranks: list[tuple[int, psutil.Process]]) -> None:
         if self.rank is None:
             nodes = sorted({index for index, _ in ranks if index != 0})
             if not nodes:
