@@ -72,7 +72,8 @@ def markdown(report: dict) -> str:
     full = {(r["scenario"], r["seed"]): r["accuracy"] for r in report["runs"] if r["variant"] == "full loop"}
     for run in sorted(report["runs"], key=lambda r: (r["scenario"], r["seed"], _order(r["variant"]))):
         if run.get("error"):
-            lines.append(f"| {run['scenario']} | {run['seed']} | {run['variant']} | failed: {run['error']} |")
+            what = "not run" if run["error"] == "not run" else f"failed: {run['error']}"
+            lines.append(f"| {run['scenario']} | {run['seed']} | {run['variant']} | {what} |")
             continue
         acc = " | ".join(f"{v:.3f}" for v in run["accuracy"])
         ref = full.get((run["scenario"], run["seed"]))
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-from", default=str(RESULTS / "recipes.json"))
     parser.add_argument("--run-full", action="store_true", help="run the full loop and the SFT arm here too")
     parser.add_argument("--rerun", action="store_true")
+    parser.add_argument(
+        "--report-only", action="store_true", help="no runs: report the runs whose results are already in --work"
+    )
     parser.add_argument("--out", default=str(RESULTS / "ablations"))
     parser.add_argument("--note", default=None)
     args = parser.parse_args(argv)
@@ -142,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     def run(job: tuple) -> dict:
         scenario, seed, variant, simulate_args, with_sft = job
         name = "full" if variant == "full loop" else f"ablate{variant}"
+        if args.report_only:
+            results = work / f"{scenario}-s{seed}-{name}" / "simulator" / scenario / "results.json"
+            if not results.exists():
+                raise RuntimeError("not run")
         return run_simulate(work, scenario, seed, name, simulate_args, with_sft, args.rerun)
 
     with ThreadPoolExecutor(args.parallel) as pool:
