@@ -182,17 +182,20 @@ class KillOnTheCluster(threading.Thread):
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout_s
-        ranks, scanned = [], 0.0
         while latest_checkpoint(self.trainer_dir) is None:
             if time.monotonic() > deadline:
                 self.error = "no checkpoint appeared"
                 return
-            if time.monotonic() - scanned > 0.5:  # a process scan takes seconds on a loaded machine
-                ranks, scanned = self._ranks() or ranks, time.monotonic()
             time.sleep(0.05)
-        # Freeze every rank at once, so the few remaining steps cannot finish the training while
-        # the kill is prepared (CI once saw the run end first at load 10); the survivors resume.
-        frozen = [p for _, p in ranks]
+        # Freeze this training's ranks at once (one pass over the process table), so the few
+        # remaining steps cannot finish the run while the slower per-node scan prepares the kill
+        # (CI once saw the run end first at load 10); the survivors resume after the kill.
+        spec_dir = str(self.trainer_dir.parent)
+        frozen = []
+        for process in psutil.process_iter(["cmdline"]):
+            line = " ".join(process.info["cmdline"] or [])
+            if "resources.trainer_process" in line and spec_dir in line:
+                frozen.append(process)
         for process in frozen:
             with contextlib.suppress(psutil.Error):
                 process.suspend()
