@@ -188,11 +188,11 @@ def test_worker_processes_give_the_same_result_as_one_process():
     assert one.rows.equals(two.rows) and one.entities_found == two.entities_found
 
 
-def test_a_week_gets_a_worker_per_few_hundred_records_with_the_models_and_per_25k_without():
+def test_a_week_gets_a_worker_per_2500_records_with_the_models_and_per_25k_without():
     from kto_pipeline.curate.redaction.redact import _workers
 
     models, patterns = RedactionConfig(workers=4), RedactionConfig(workers=4, ner=False)
-    assert [_workers(models, n) for n in (100, 999, 1000, 1600, 10_000)] == [1, 1, 2, 3, 4]
+    assert [_workers(models, n) for n in (1600, 4999, 5000, 7500, 100_000)] == [1, 1, 2, 3, 4]
     assert [_workers(patterns, n) for n in (1600, 49_999, 50_000)] == [1, 1, 2]
     assert _workers(RedactionConfig(workers=4, min_records_per_worker=1), 3) == 3
     with pytest.raises(ValueError, match="min_records_per_worker"):
