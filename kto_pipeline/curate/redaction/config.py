@@ -13,8 +13,9 @@ from kto_pipeline.curate.redaction.entities import (
 
 # One more worker process pays for its start (seconds: imports, spaCy and Rampart loaded) once
 # it takes this many records off the others: ~30 ms a record with the models, ~0.7 without. With
-# 500 the main job's 1,600-record weeks took two workers and the job 9.6 min instead of 8.2 (its
-# naive arm already holds the second core), so a week needs 5,000 records for a second worker.
+# 500 the main job's 1,600-record weeks took two workers and the job 9.6 min against 9.1 in one
+# process the same hour (its naive arm already holds the second core), so a week needs 5,000
+# records for a second worker.
 MODEL_RECORDS_PER_WORKER = 2_500
 PATTERN_RECORDS_PER_WORKER = 25_000
 
