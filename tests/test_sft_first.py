@@ -102,3 +102,14 @@ def test_sft_settings_are_checked():
     with pytest.raises(ValueError, match="sft_learning_rate"):
         KTORecipe.from_dict({"sft_learning_rate": -1.0})
     assert KTORecipe().sft_first is False  # production default until measured otherwise
+
+
+def test_the_sft_stage_batches_by_length_when_the_recipe_buckets(tmp_path):
+    from kto_pipeline.train.sft_stage import sft_config
+
+    def strategy(bucketing: bool) -> str:
+        recipe = KTORecipe.from_dict({"sft_first": True, "length_bucketing": bucketing})
+        return sft_config(recipe, trainer_dir=tmp_path, use_cpu=True, bf16=False).train_sampling_strategy
+
+    # KTO keeps our block order; SFT reshuffles each epoch, so it asks transformers for length groups.
+    assert strategy(True) == "group_by_length" and strategy(False) == "random"

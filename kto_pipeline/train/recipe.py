@@ -46,7 +46,11 @@ class KTORecipe:
         default=1024, metadata={"help": "prompt+completion token cap; rows whose prompt alone reaches it are dropped"}
     )
     length_bucketing: bool = field(
-        default=True, metadata={"help": "order rows in shuffled blocks of similar length (less padding)"}
+        default=True,
+        metadata={
+            "help": "order rows in shuffled blocks of similar length (less padding); the SFT stage samples "
+            "with transformers' group_by_length"
+        },
     )
     data_format: str = field(default="auto", metadata={"help": '"auto" | "conversational" | "plain"'})
     # SFT before KTO (the KTO paper's and TRL's order): off by default, see sft_stage.py
