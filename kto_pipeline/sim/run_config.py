@@ -8,7 +8,7 @@ from typing import Any
 from kto_pipeline.sim.ablations import get_ablation, merged
 from kto_pipeline.sim.config import SimulationConfig
 from kto_pipeline.sim.judge_server import RunningJudge
-from kto_pipeline.sim.teacher import TEACHER_RUN_TIMEOUT_S
+from kto_pipeline.sim.teacher import TEACHER_BATCH_SIZE, TEACHER_RUN_TIMEOUT_S
 
 
 def week_run_config(config: SimulationConfig, judge: RunningJudge, dumps: Path) -> dict[str, Any]:
@@ -42,6 +42,9 @@ def week_run_config(config: SimulationConfig, judge: RunningJudge, dumps: Path) 
                             "model": judge.teacher_model,
                             "base_url": judge.base_url,
                             "timeout_s": TEACHER_RUN_TIMEOUT_S,
+                            # It answers at once, so distilabel's per-batch overhead dominated
+                            # (833 requests: 23.9 s in batches of 8, 11.3 s in 64, the same rows).
+                            "batch_size": TEACHER_BATCH_SIZE,
                         }
                     }
                 }

@@ -31,6 +31,8 @@ TEACHER_MODEL = "sim-teacher"
 # One top-up run against it takes well under a minute; a run past this is a distilabel hang,
 # killed and started again (GeneratorResource.attempts) long before the 600 s default.
 TEACHER_RUN_TIMEOUT_S = 240
+# Requests a distilabel batch sends it (production's default is 8, sized for rate limits).
+TEACHER_BATCH_SIZE = 64
 IMPROVE, DEGRADE = "improve", "degrade"
 
 
