@@ -405,25 +405,6 @@ def test_sft_on_positives_writes_a_loadable_full_checkpoint(tmp_path, tiny_base)
     assert read_manifest(second).base_model == str(tiny_base)  # the chain keeps its root
 
 
-def test_the_sft_arm_sees_every_row_each_epoch_in_batches_of_similar_length():
-    from kto_pipeline.sim.sft import _batches
-
-    rng = np.random.default_rng(0)
-    lengths = [int(x) for x in rng.choice([8, 30], size=640, p=[0.8, 0.2])]  # bare sums, PII-wrapped
-    batches = _batches(lengths, 32, 40, seed=0)
-    assert len(batches) == 40 and all(len(b) == 32 for b in batches)
-    assert sorted(i for b in batches[:20] for i in b) == list(range(640))  # epoch 1: each row once
-    assert batches[20:] != batches[:20]  # reshuffled next epoch
-
-    def pad_share(bs: list[list[int]]) -> float:
-        return 1 - sum(lengths[i] for b in bs for i in b) / sum(max(lengths[i] for i in b) * len(b) for b in bs)
-
-    order = [int(i) for i in rng.permutation(640)]
-    random_batches = [order[i : i + 32] for i in range(0, 640, 32)]
-    assert pad_share(batches) < 0.25 and pad_share(random_batches) > 0.5
-    assert _batches(lengths, 32, 40, seed=0) == batches and _batches(lengths, 32, 40, seed=1) != batches
-
-
 def test_the_recommended_recipe_is_valid_and_fits_every_prompt():
     from kto_pipeline.train import KTORecipe
 

@@ -4,10 +4,7 @@ What a team without KTO would do with the same feedback: keep the desirable rows
 and users' edits), drop the thumbs-downs, and fine-tune on them with plain cross-entropy on
 the completion (prompt tokens are context, not targets). A plain torch loop, as in the
 feasibility prototype (TRL's SFTTrainer adds nothing at this size), with the same batch and
-number of steps as the week's KTO run so the two arms get equal compute. Each epoch is
-reshuffled and batched by similar length with transformers' `get_length_grouped_indices` (the
-`group_by_length` sampler the loop's SFT stage uses), so both SFT paths batch alike and
-neither pads bare sums to the ~4x longer PII-wrapped prompts.
+number of steps as the week's KTO run so the two arms get equal compute.
 
 The output is a full checkpoint folder in the pipeline's format (model, tokenizer and
 `kto_checkpoint.json` with kind "full"), so `checkpoints.load_causal_lm`, the serving sampler
@@ -81,17 +78,12 @@ def _batch(encoded: Sequence[tuple[list[int], int]], pad_id: int):
     return input_ids, mask, labels
 
 
-def _batches(lengths: Sequence[int], batch: int, steps: int, seed: int) -> list[list[int]]:
-    """`steps` index batches: each epoch a seeded length-grouped order (transformers' sampler)."""
-    import torch
-    from transformers.trainer_pt_utils import get_length_grouped_indices
-
-    out: list[list[int]] = []
-    epoch = 0
+def _batches(n: int, batch: int, steps: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`steps` index batches: seeded epochs, reshuffled each epoch (unlike TRL's KTO order)."""
+    out: list[np.ndarray] = []
     while len(out) < steps:
-        order = get_length_grouped_indices(list(lengths), batch, generator=torch.Generator().manual_seed(seed + epoch))
-        out.extend(order[i : i + batch] for i in range(0, len(order), batch))
-        epoch += 1
+        order = rng.permutation(n)
+        out.extend(order[i : i + batch] for i in range(0, n, batch))
     return out[:steps]
 
 
@@ -126,7 +118,7 @@ def train_sft_on_positives(
         raise ValueError("no desirable rows to fine-tune on")
     if steps < 1 or batch < 1:
         raise ValueError("steps and batch must be ≥ 1")
-    settings = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "batching": "length_grouped"}
+    settings = {"steps": steps, "lr": lr, "batch": batch, "seed": seed}
     fingerprint = _fingerprint(model_ref, examples, settings)
     existing = read_manifest(output_dir)
     if existing is not None and existing.fingerprint == fingerprint:
@@ -143,7 +135,7 @@ def train_sft_on_positives(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     losses = []
     with torch_threads(threads):
-        for idx in _batches([len(ids) for ids, _ in encoded], batch, steps, seed):
+        for idx in _batches(len(encoded), batch, steps, np.random.default_rng(seed)):
             input_ids, mask, labels = _batch([encoded[i] for i in idx], tokenizer.pad_token_id)
             loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
