@@ -405,6 +405,35 @@ def test_sft_on_positives_writes_a_loadable_full_checkpoint(tmp_path, tiny_base)
     assert read_manifest(second).base_model == str(tiny_base)  # the chain keeps its root
 
 
+def test_the_sft_arms_length_groups_give_the_whole_batchs_gradient(tiny_base):
+    import torch
+
+    from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer
+    from kto_pipeline.sim.sft import _batch, _encode, _length_groups
+
+    tok = load_tokenizer(tiny_base)
+    traffic = _week(tiny_base, n=200, pii_share=0.3)
+    batch = _encode(tok, [(r["prompt"], r["completion"]) for r in traffic.records[:32]])
+    groups = _length_groups(batch)
+    assert len(groups) == 2 and sum(len(g) for g, _ in groups) == 32 and abs(sum(w for _, w in groups) - 1) < 1e-9
+    model = load_causal_lm(tiny_base, trainable=True)
+
+    def grads(parts):
+        model.zero_grad(set_to_none=True)
+        total = 0.0
+        for part, weight in parts:
+            ids, mask, labels = _batch(part, tok.pad_token_id)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss * weight
+            loss.backward()
+            total += loss.item()
+        return total, [p.grad.clone() for p in model.parameters()]
+
+    whole_loss, whole = grads([(batch, 1.0)])
+    split_loss, split = grads(groups)
+    assert abs(whole_loss - split_loss) < 1e-5
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, split, strict=True))
+
+
 def test_the_recommended_recipe_is_valid_and_fits_every_prompt():
     from kto_pipeline.train import KTORecipe
 

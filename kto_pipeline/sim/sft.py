@@ -4,7 +4,8 @@ What a team without KTO would do with the same feedback: keep the desirable rows
 and users' edits), drop the thumbs-downs, and fine-tune on them with plain cross-entropy on
 the completion (prompt tokens are context, not targets). A plain torch loop, as in the
 feasibility prototype (TRL's SFTTrainer adds nothing at this size), with the same batch and
-number of steps as the week's KTO run so the two arms get equal compute.
+number of steps as the week's KTO run so the two arms get equal compute. Each random batch
+is computed in two length groups (`_length_groups`): the same step, with less padding.
 
 The output is a full checkpoint folder in the pipeline's format (model, tokenizer and
 `kto_checkpoint.json` with kind "full"), so `checkpoints.load_causal_lm`, the serving sampler
@@ -78,6 +79,26 @@ def _batch(encoded: Sequence[tuple[list[int], int]], pad_id: int):
     return input_ids, mask, labels
 
 
+def _length_groups(
+    batch: Sequence[tuple[list[int], int]],
+) -> list[tuple[list[tuple[list[int], int]], float]]:
+    """The batch as at most two groups of similar length, each with its share of target tokens.
+
+    The batch's loss is the mean over its target tokens, so the groups' means weighted by their
+    token shares add up to it and their gradients to its gradient: the same step up to float
+    rounding (losses agree to 4e-7 over 100 steps), without padding the bare sums of a random
+    batch to its PII-wrapped prompts (~4x longer): half the time.
+    """
+    rows = sorted(batch, key=lambda e: len(e[0]))
+    lengths = [len(ids) for ids, _ in rows]
+    n = len(rows)
+    # Padded area if the sorted rows are cut after k (k = n: one group).
+    cut = min(range(1, n + 1), key=lambda k: k * lengths[k - 1] + (n - k) * lengths[-1])
+    groups = [rows[:cut], rows[cut:]] if cut < n else [rows]
+    targets = sum(len(ids) - plen for ids, plen in rows)
+    return [(g, sum(len(ids) - plen for ids, plen in g) / targets) for g in groups]
+
+
 def _batches(n: int, batch: int, steps: int, rng: np.random.Generator) -> list[np.ndarray]:
     """`steps` index batches: seeded epochs, reshuffled each epoch (unlike TRL's KTO order)."""
     out: list[np.ndarray] = []
@@ -118,7 +139,7 @@ def train_sft_on_positives(
         raise ValueError("no desirable rows to fine-tune on")
     if steps < 1 or batch < 1:
         raise ValueError("steps and batch must be ≥ 1")
-    settings = {"steps": steps, "lr": lr, "batch": batch, "seed": seed}
+    settings = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "batch_parts": "length_groups"}
     fingerprint = _fingerprint(model_ref, examples, settings)
     existing = read_manifest(output_dir)
     if existing is not None and existing.fingerprint == fingerprint:
@@ -136,12 +157,15 @@ def train_sft_on_positives(
     losses = []
     with torch_threads(threads):
         for idx in _batches(len(encoded), batch, steps, np.random.default_rng(seed)):
-            input_ids, mask, labels = _batch([encoded[i] for i in idx], tokenizer.pad_token_id)
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = 0.0
+            for part, weight in _length_groups([encoded[i] for i in idx]):
+                input_ids, mask, labels = _batch(part, tokenizer.pad_token_id)
+                part_loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss * weight
+                part_loss.backward()
+                loss += part_loss.item()
             optimizer.step()
-            losses.append(loss.item())
+            losses.append(loss)
     model.eval()
 
     init_manifest = read_manifest(model_ref)
