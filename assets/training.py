@@ -101,8 +101,9 @@ def kto_checkpoint(
     trainer: KTOTrainerResource,
 ):
     week = context.partition_key
+    settings = config.to_library()
     try:
-        window = config.to_library().weeks(list(balanced_feedback), week, MAX_WINDOW_WEEKS)
+        window = settings.weeks(list(balanced_feedback), week, MAX_WINDOW_WEEKS)
     except ValueError as err:
         raise dg.Failure(str(err)) from None
     real = [balanced_feedback[w][balanced_feedback[w]["split"] == SPLIT_TRAIN] for w in window]
@@ -112,7 +113,7 @@ def kto_checkpoint(
     if train.empty:
         raise dg.Failure(f"no training rows in weeks {window}")
     n_d, n_u = int(train["label"].sum()), int((~train["label"].astype(bool)).sum())
-    weights = config.to_library().weights(n_d, n_u)
+    weights = settings.weights(n_d, n_u)
     if not (n_d and n_u):
         raise dg.Failure(
             f"the training window has {n_d} desirable and {len(train) - n_d} undesirable rows: KTO needs both"
