@@ -116,7 +116,10 @@ def markdown(report: dict) -> str:
         lines.append(f"| {run['scenario']} | {run['seed']} | {run['variant']} | {run['base']:.3f} | {acc} | {wall} |")
     lines += ["", "Variants:", ""]
     lines += [f"- `{name}`: {what}" for name, (what, _) in VARIANTS.items() if name in report["variants"]]
-    lines.append("- `sft_on_thumbs_up`: the naive arm (sim/sft.py), run inside the `kto` variant's run")
+    lines.append(
+        f"- `sft_on_thumbs_up`: the naive arm (sim/sft.py), run inside the `{report.get('sft_in', 'kto')}` "
+        "variant's run, as many steps as that run's KTO stage each week"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -168,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_end": _load(),
         "weeks": max(len(r["accuracy"]) for r in runs),
         "variants": args.variants,
+        "sft_in": sft_in,
         "note": args.note,
         "runs": runs,
     }

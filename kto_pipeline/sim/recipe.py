@@ -38,6 +38,9 @@ recipe above from that model, which is also its reference. carry_bug seed 0: 0.5
 0.671, 0.671 (week 4's training tripped the collapse guard and was not promoted) against KTO
 alone 0.474, 0.578, 0.594, 0.634 and SFT on thumbs-up 0.480, 0.582, 0.650, 0.704. 4 SFT epochs
 instead of 8: 0.504, 0.576 in weeks 1-2, so 8 stays. The README has both scenarios and seeds.
+Since 48674c6 the SFT stage batches by length (transformers' group_by_length, as
+`length_bucketing` asks): on another machine the main job gave 0.524, 0.644, 0.690, 0.726 against
+SFT on thumbs-up 0.480, 0.578, 0.656, 0.704 (benchmarks/results/recipes_default.md).
 
 Class weights are not part of the recipe: they are recomputed each week from the row counts
 (`kto_pipeline.curate.balance.kto_class_weights`, target ratio 7/6, close to the notes' 1.15).
