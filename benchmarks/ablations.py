@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from benchmarks.recipes import PROJECT, RESULTS, VARIANTS, _load, curves, run_simulate
+from benchmarks.recipes import PROJECT, RESULTS, VARIANTS, _load, curves, results_path, run_simulate
 from kto_pipeline.sim.ablations import ABLATIONS
 
 FULL = "sft_then_kto"  # the simulator's default recipe: the full loop
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario, seed, variant, simulate_args, with_sft = job
         name = "full" if variant == "full loop" else f"ablate{variant}"
         if args.report_only:
-            results = work / f"{scenario}-s{seed}-{name}" / "simulator" / scenario / "results.json"
-            if not results.exists():
+            if not results_path(work, scenario, seed, name).exists():
                 raise RuntimeError("not run")
         return run_simulate(work, scenario, seed, name, simulate_args, with_sft, args.rerun)
 

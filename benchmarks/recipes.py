@@ -52,12 +52,17 @@ def run_one(work: Path, scenario: str, seed: int, variant: str, with_sft: bool, 
     return run_simulate(work, scenario, seed, variant, VARIANTS[variant][1], with_sft, rerun)
 
 
+def results_path(work: Path, scenario: str, seed: int, name: str) -> Path:
+    """Where a run's results.json lands: its own Dagster instance under `work`."""
+    return work / f"{scenario}-s{seed}-{name}" / "simulator" / scenario / "results.json"
+
+
 def run_simulate(
     work: Path, scenario: str, seed: int, name: str, simulate_args: list[str], with_sft: bool, rerun: bool
 ) -> dict:
     """`kto-pipeline simulate` with `simulate_args` in its own Dagster instance; its results.json."""
-    home = work / f"{scenario}-s{seed}-{name}"
-    results = home / "simulator" / scenario / "results.json"
+    results = results_path(work, scenario, seed, name)
+    home = results.parents[2]
     if results.exists() and not rerun:
         return json.loads(results.read_text())
     home.mkdir(parents=True, exist_ok=True)

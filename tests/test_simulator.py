@@ -409,7 +409,7 @@ def test_the_sft_arms_length_groups_give_the_whole_batchs_gradient(tiny_base):
     import torch
 
     from kto_pipeline.models.checkpoints import load_causal_lm, load_tokenizer
-    from kto_pipeline.sim.sft import _batch, _encode, _length_groups
+    from kto_pipeline.sim.sft import _backward, _encode, _length_groups
 
     tok = load_tokenizer(tiny_base)
     traffic = _week(tiny_base, n=200, pii_share=0.3)
@@ -420,13 +420,8 @@ def test_the_sft_arms_length_groups_give_the_whole_batchs_gradient(tiny_base):
 
     def grads(parts):
         model.zero_grad(set_to_none=True)
-        total = 0.0
-        for part, weight in parts:
-            ids, mask, labels = _batch(part, tok.pad_token_id)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss * weight
-            loss.backward()
-            total += loss.item()
-        return total, [p.grad.clone() for p in model.parameters()]
+        loss = _backward(model, parts, tok.pad_token_id)
+        return loss, [p.grad.clone() for p in model.parameters()]
 
     whole_loss, whole = grads([(batch, 1.0)])
     split_loss, split = grads(groups)

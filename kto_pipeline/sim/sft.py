@@ -99,6 +99,17 @@ def _length_groups(
     return [(g, sum(len(ids) - plen for ids, plen in g) / targets) for g in groups]
 
 
+def _backward(model: Any, parts: Sequence[tuple[Sequence[tuple[list[int], int]], float]], pad_id: int) -> float:
+    """Accumulate the gradients of the weighted parts of one batch; the batch's loss."""
+    loss = 0.0
+    for part, weight in parts:
+        input_ids, mask, labels = _batch(part, pad_id)
+        part_loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss * weight
+        part_loss.backward()
+        loss += part_loss.item()
+    return loss
+
+
 def _batches(n: int, batch: int, steps: int, rng: np.random.Generator) -> list[np.ndarray]:
     """`steps` index batches: seeded epochs, reshuffled each epoch (unlike TRL's KTO order)."""
     out: list[np.ndarray] = []
@@ -158,14 +169,8 @@ def train_sft_on_positives(
     with torch_threads(threads):
         for idx in _batches(len(encoded), batch, steps, np.random.default_rng(seed)):
             optimizer.zero_grad(set_to_none=True)
-            loss = 0.0
-            for part, weight in _length_groups([encoded[i] for i in idx]):
-                input_ids, mask, labels = _batch(part, tokenizer.pad_token_id)
-                part_loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss * weight
-                part_loss.backward()
-                loss += part_loss.item()
+            losses.append(_backward(model, _length_groups([encoded[i] for i in idx]), tokenizer.pad_token_id))
             optimizer.step()
-            losses.append(loss)
     model.eval()
 
     init_manifest = read_manifest(model_ref)
